@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "NeuralKit",
+    products: [
+        .library(name: "NeuralKit", targets: ["NeuralKit"]),
+        .executable(name: "neuralkit", targets: ["neuralkit"]),
+    ],
+    targets: [
+        // OpenBLAS from Debian's libopenblas-dev (cblas.h, libopenblas.so).
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // zlib from Debian's zlib1g-dev, for reading the gzip-compressed IDX files.
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(
+            name: "NeuralKit",
+            dependencies: ["COpenBLAS", "CZlib"]
+        ),
+        .executableTarget(
+            name: "neuralkit",
+            dependencies: ["NeuralKit"]
+        ),
+        .testTarget(
+            name: "NeuralKitTests",
+            dependencies: ["NeuralKit"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)
