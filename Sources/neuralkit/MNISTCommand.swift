@@ -1,0 +1,193 @@
+import Foundation
+import NeuralKit
+
+let mnistUsage = """
+    Usage: neuralkit mnist [options]
+
+    Trains the MNIST convolutional network (Conv2D 32, MaxPooling2D, Dropout 0.25,
+    Conv2D 64, MaxPooling2D, Dropout 0.25, Flatten, Dense 256, Dense 10 softmax) with
+    Adam, then prints the test loss and accuracy.
+
+    Options:
+      --loss sparse|categorical|both
+                              sparse: SparseCategoricalCrossentropy on integer labels;
+                              categorical: CategoricalCrossentropy on one-hot labels
+                              from toCategorical; both: one run each, then a table
+                              (default: sparse)
+      --epochs N              passes over the training samples, at least 1 (default: 25)
+      --batch-size N          samples per training step, at least 1 (default: 250)
+      --validation-split F    fraction in [0, 1) of the training samples held out for
+                              validation, taken from the end before shuffling (default: 0.2)
+      --learning-rate F       Adam's learning rate, greater than 0 (default: 0.001)
+      --seed N                seed for weights, dropout and shuffling, an integer from 0
+                              to 2^64-1; same seed and machine, same numbers (default: 42)
+      --data DIR              folder with train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
+                              t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz
+                              (default: the copy in this repository, \(defaultDataDirectory.path))
+      --limit N               train on the first N training samples only, at least 1
+                              (default: all 60,000)
+      --verbose 0|1|2         0: silent; 1: progress bar, or one line per epoch when
+                              output is not a terminal; 2: one line per epoch (default: 1)
+      -h, --help              show this help
+    """
+
+/// The MNIST copy committed in the repository, found from this source file's location
+/// so that the tool works from any folder of the checkout.
+let defaultDataDirectory = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Data/mnist")
+
+struct MNISTSettings {
+    var losses: [String]
+    var epochs: Int
+    var batchSize: Int
+    var validationSplit: Float
+    var learningRate: Float
+    var seed: UInt64
+    var dataDirectory: URL
+    var limit: Int?
+    var verbosity: Verbosity
+}
+
+/// The outcome of training with one loss, for the comparison table.
+struct MNISTRunResult {
+    var loss: String
+    var history: History
+    var testLoss: Float
+    var testAccuracy: Float
+    var seconds: Double
+}
+
+func runMNISTCommand(_ arguments: [String]) -> Int32 {
+    if arguments.contains("--help") || arguments.contains("-h") {
+        print(mnistUsage)
+        return 0
+    }
+    let settings: MNISTSettings
+    do {
+        settings = try parseMNISTSettings(arguments)
+    } catch {
+        FileHandle.standardError.write(Data("neuralkit mnist: \(error)\nRun 'neuralkit mnist --help' for the options.\n".utf8))
+        return 2
+    }
+    do {
+        try trainMNIST(settings)
+        return 0
+    } catch {
+        FileHandle.standardError.write(Data("neuralkit mnist: error: \(error)\n".utf8))
+        return 1
+    }
+}
+
+func parseMNISTSettings(_ arguments: [String]) throws -> MNISTSettings {
+    let options = try CommandLineOptions(
+        arguments,
+        valued: ["loss", "epochs", "batch-size", "validation-split", "learning-rate", "seed", "data", "limit", "verbose"])
+    let loss = try options.choice("loss", default: "sparse", choices: ["sparse", "categorical", "both"])
+    var seed: UInt64 = 42
+    if let text = options.string("seed") {
+        guard let value = UInt64(text) else {
+            throw UsageError("--seed must be an integer from 0 to 18446744073709551615, got '\(text)'")
+        }
+        seed = value
+    }
+    var limit: Int?
+    if options.string("limit") != nil {
+        limit = try options.integer("limit", default: 0, range: 1...Int.max)
+    }
+    let verbose = try options.integer("verbose", default: 1, range: 0...2)
+    return MNISTSettings(
+        losses: loss == "both" ? ["sparse", "categorical"] : [loss],
+        epochs: try options.integer("epochs", default: 25, range: 1...Int.max),
+        batchSize: try options.integer("batch-size", default: 250, range: 1...Int.max),
+        validationSplit: try options.number(
+            "validation-split", default: 0.2, rule: "a number in [0, 1)", isValid: { $0 >= 0 && $0 < 1 }),
+        learningRate: try options.number(
+            "learning-rate", default: 0.001, rule: "a number greater than 0", isValid: { $0 > 0 }),
+        seed: seed,
+        dataDirectory: options.string("data").map { URL(fileURLWithPath: $0) } ?? defaultDataDirectory,
+        limit: limit,
+        verbosity: Verbosity(rawValue: verbose)!)
+}
+
+func trainMNIST(_ settings: MNISTSettings) throws {
+    let data = try MNIST.load(from: settings.dataDirectory)
+    var trainImages = data.trainImages
+    var trainLabels = data.trainLabels
+    if let limit = settings.limit {
+        guard limit <= trainImages.shape[0] else {
+            throw UsageError("--limit \(limit) exceeds the \(trainImages.shape[0]) training samples in \(settings.dataDirectory.path)")
+        }
+        trainImages = trainImages.slicing(rows: 0..<limit)
+        trainLabels = trainLabels.slicing(rows: 0..<limit)
+    }
+    let quiet = settings.verbosity == .silent
+
+    var results: [MNISTRunResult] = []
+    for lossName in settings.losses {
+        let model = ReferenceModels.mnistConvNet(seed: settings.seed)
+        let loss: any Loss = lossName == "sparse" ? SparseCategoricalCrossentropy() : CategoricalCrossentropy()
+        try model.compile(loss: loss, optimizer: Adam(learningRate: settings.learningRate), metrics: ["accuracy"])
+        if !quiet {
+            print(try model.summary())
+            print("Training with \(loss.name) on \(trainImages.shape[0]) samples (validation split \(settings.validationSplit)), "
+                + "batch size \(settings.batchSize), \(settings.epochs) epochs, seed \(settings.seed)")
+        }
+
+        let start = Date()
+        let history: History
+        let evaluation: [String: Float]
+        if lossName == "sparse" {
+            history = try model.fit(
+                x: trainImages, y: trainLabels, batchSize: settings.batchSize, epochs: settings.epochs,
+                verbose: settings.verbosity, validationSplit: settings.validationSplit)
+            evaluation = try model.evaluate(x: data.testImages, y: data.testLabels, batchSize: settings.batchSize)
+        } else {
+            let oneHotTrain = try toCategorical(trainLabels, numClasses: MNIST.classCount)
+            let oneHotTest = try toCategorical(data.testLabels, numClasses: MNIST.classCount)
+            history = try model.fit(
+                x: trainImages, y: oneHotTrain, batchSize: settings.batchSize, epochs: settings.epochs,
+                verbose: settings.verbosity, validationSplit: settings.validationSplit)
+            evaluation = try model.evaluate(x: data.testImages, y: oneHotTest, batchSize: settings.batchSize)
+        }
+        let seconds = Date().timeIntervalSince(start)
+        let result = MNISTRunResult(
+            loss: loss.name, history: history, testLoss: evaluation["loss"] ?? .nan,
+            testAccuracy: evaluation["accuracy"] ?? .nan, seconds: seconds)
+        results.append(result)
+        print(String(format: "Test loss: %.4f / Test accuracy: %.4f", result.testLoss, result.testAccuracy))
+    }
+
+    if results.count > 1 { print(comparisonTable(results)) }
+    if !quiet {
+        print(String(format: "Peak memory (maximum resident set size): %.1f MB", Double(peakResidentBytes()) / 1_048_576))
+    }
+}
+
+/// A Markdown table comparing the runs: final validation figures, test figures and time.
+func comparisonTable(_ results: [MNISTRunResult]) -> String {
+    var lines = [
+        "| loss | final val_loss | final val_accuracy | test loss | test accuracy | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in results {
+        let validationLoss = result.history["val_loss"]?.last.map { String(format: "%.4f", $0) } ?? "-"
+        let validationAccuracy = result.history["val_accuracy"]?.last.map { String(format: "%.4f", $0) } ?? "-"
+        lines.append(
+            "| \(result.loss) | \(validationLoss) | \(validationAccuracy) | "
+                + String(format: "%.4f | %.4f | %.1f |", result.testLoss, result.testAccuracy, result.seconds))
+    }
+    return lines.joined(separator: "\n")
+}
+
+/// The process's peak resident set size in bytes, from getrusage (Linux reports kilobytes).
+func peakResidentBytes() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    return usage.ru_maxrss
+    #endif
+}
