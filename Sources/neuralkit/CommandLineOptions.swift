@@ -57,9 +57,9 @@ struct CommandLineOptions {
     }
 
     /// The number value of `--name`, or `defaultValue` when absent; must satisfy `isValid`.
-    func number(_ name: String, default defaultValue: Float, rule: String, isValid: (Float) -> Bool) throws -> Float {
+    func number(_ name: String, default defaultValue: Double, rule: String, isValid: (Double) -> Bool) throws -> Double {
         guard let text = values[name] else { return defaultValue }
-        guard let value = Float(text), value.isFinite, isValid(value) else {
+        guard let value = Double(text), value.isFinite, isValid(value) else {
             throw UsageError("--\(name) must be \(rule), got '\(text)'")
         }
         return value

@@ -41,7 +41,7 @@ struct MNISTSettings {
     var losses: [String]
     var epochs: Int
     var batchSize: Int
-    var validationSplit: Float
+    var validationSplit: Double
     var learningRate: Float
     var seed: UInt64
     var dataDirectory: URL
@@ -102,8 +102,8 @@ func parseMNISTSettings(_ arguments: [String]) throws -> MNISTSettings {
         batchSize: try options.integer("batch-size", default: 250, range: 1...Int.max),
         validationSplit: try options.number(
             "validation-split", default: 0.2, rule: "a number in [0, 1)", isValid: { $0 >= 0 && $0 < 1 }),
-        learningRate: try options.number(
-            "learning-rate", default: 0.001, rule: "a number greater than 0", isValid: { $0 > 0 }),
+        learningRate: Float(try options.number(
+            "learning-rate", default: 0.001, rule: "a number greater than 0", isValid: { $0 > 0 && Float($0) > 0 })),
         seed: seed,
         dataDirectory: options.string("data").map { URL(fileURLWithPath: $0) } ?? defaultDataDirectory,
         limit: limit,

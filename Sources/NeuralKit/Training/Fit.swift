@@ -26,7 +26,7 @@ extension Sequential {
     public func fit(
         x: Tensor<Float>, y: some TargetConvertible,
         batchSize: Int = 32, epochs: Int = 1, verbose: Verbosity = .progressBar,
-        validationSplit: Float = 0, validationData: (x: Tensor<Float>, y: any TargetConvertible)? = nil,
+        validationSplit: Double = 0, validationData: (x: Tensor<Float>, y: any TargetConvertible)? = nil,
         shuffle: Bool = true, classWeight: [Int: Float]? = nil, sampleWeight: Tensor<Float>? = nil,
         output: ((String) -> Void)? = nil
     ) throws -> History {
@@ -52,7 +52,7 @@ extension Sequential {
             validation = (validationData.x, validationData.y.targets, nil)
         } else if validationSplit > 0 {
             let count = x.shape[0]
-            let splitAt = Int((Double(count) * (1 - Double(validationSplit))).rounded(.down))
+            let splitAt = Int((Double(count) * (1 - validationSplit)).rounded(.down))
             guard splitAt > 0, splitAt < count else {
                 throw NeuralKitError.invalidArgument(
                     "validationSplit \(validationSplit) of \(count) samples leaves \(splitAt) for training and \(count - splitAt) "
