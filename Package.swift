@@ -22,9 +22,14 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // Memory-bound kernels (im2col, pooling) in C, where the compiler vectorizes them reliably.
+        .target(
+            name: "CNeuralKitKernels",
+            path: "Sources/CNeuralKitKernels"
+        ),
         .target(
             name: "NeuralKit",
-            dependencies: ["COpenBLAS", "CZlib"]
+            dependencies: ["COpenBLAS", "CZlib", "CNeuralKitKernels"]
         ),
         .executableTarget(
             name: "neuralkit",

@@ -93,6 +93,17 @@ import NeuralKit
         #expect(output.scalars == [-1, -3, -7, -9])
     }
 
+    @Test func nanPropagatesWherever() throws {
+        // Channel 0 has NaN first in its window, channel 1 has it last; five channels
+        // also cover the vector loop and its scalar tail.
+        let layer = try built(MaxPooling2D(poolSize: (1, 2)), inputShape: [1, 2, 5])
+        let input = Tensor<Float>(shape: [1, 1, 2, 5], scalars: [.nan, 1, 2, 3, 4, 5, .nan, 1, 9, 0])
+        let output = layer.forward(input, training: false)
+        #expect(output.scalars[0].isNaN)
+        #expect(output.scalars[1].isNaN)
+        #expect(Array(output.scalars[2...]) == [2, 9, 4])
+    }
+
     @Test func backwardRoutesToMaximum() throws {
         let layer = try built(MaxPooling2D(poolSize: 2), inputShape: [2, 2, 2])
         let input = Tensor<Float>(shape: [1, 2, 2, 2], scalars: [1, 8, 4, 6, 3, 7, 2, 5])

@@ -15,40 +15,67 @@ public protocol Backend: AnyObject {
         into c: UnsafeMutablePointer<Float>,
         m: Int, n: Int, k: Int, alpha: Float, beta: Float)
 
-    /// Copies every receptive field of an NHWC batch into one row of `columns`, so that
-    /// a convolution becomes one matrix product. `columns` has
-    /// `batch * outputHeight * outputWidth` rows of `kernelHeight * kernelWidth * channels`
-    /// values; padded positions are zero.
-    func im2col(_ input: UnsafePointer<Float>, geometry: ConvolutionGeometry, into columns: UnsafeMutablePointer<Float>)
+    /// Computes a convolution over an NHWC batch (channels last), adds `bias` and applies
+    /// `activation`. `kernel` has shape `(kernelHeight, kernelWidth, channels, filters)`
+    /// and `output` has shape `(batch, outputHeight, outputWidth, filters)`. When
+    /// `logits` is given, it receives the output before the activation.
+    func convolutionForward(
+        _ input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        geometry: ConvolutionGeometry, filters: Int, activation: Activation,
+        into output: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?)
 
-    /// Adds each row of `columns` back onto the input positions it was copied from:
-    /// the adjoint of `im2col`. `inputGradient` is overwritten.
-    func col2im(_ columns: UnsafePointer<Float>, geometry: ConvolutionGeometry, into inputGradient: UnsafeMutablePointer<Float>)
+    /// Computes the gradients of a convolution. `outputGradient` is the gradient with
+    /// respect to the activation's output; it is turned in place into the gradient with
+    /// respect to the pre-activation output, using `output` (the forward result).
+    /// `kernelGradient` and `biasGradient` are overwritten, and so is `inputGradient`
+    /// when given.
+    func convolutionBackward(
+        _ outputGradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, activation: Activation,
+        input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, geometry: ConvolutionGeometry, filters: Int,
+        kernelGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?,
+        inputGradient: UnsafeMutablePointer<Float>?)
 
     /// Max-pools an NHWC batch and records, for each output, the input offset of its maximum.
     func maxPool(
         _ input: UnsafePointer<Float>, geometry: ConvolutionGeometry,
         into output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>)
 
+    /// Fills `mask` with `1 / (1 - rate)` for kept elements and 0 for dropped ones; each
+    /// element is kept with probability `1 - rate`. The mask depends only on `seed`.
+    func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Float, seed: UInt64)
+
     /// Routes each output gradient to the input position that held the maximum.
-    /// `inputGradient` (of the input's size) is overwritten.
+    /// `inputGradient`, of the input's size, is overwritten.
     func maxPoolBackward(
-        _ outputGradient: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, outputCount: Int,
-        into inputGradient: UnsafeMutablePointer<Float>, inputCount: Int)
+        _ outputGradient: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, geometry: ConvolutionGeometry,
+        into inputGradient: UnsafeMutablePointer<Float>)
+}
 
-    /// Adds `bias` (length `columns`) to each of the `rows` rows of `matrix`, then applies `activation`.
-    func addBiasAndActivate(
-        _ matrix: UnsafeMutablePointer<Float>, rows: Int, columns: Int,
-        bias: UnsafePointer<Float>?, activation: Activation)
+extension Backend {
+    /// Computes a dense layer, `output = activation(input · kernel + bias)`, for `rows`
+    /// rows of `inputUnits` values: a 1x1 convolution over `rows` one-pixel samples.
+    public func denseForward(
+        _ input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        rows: Int, inputUnits: Int, units: Int, activation: Activation,
+        into output: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?
+    ) {
+        convolutionForward(
+            input, kernel: kernel, bias: bias, geometry: .pointwise(rows: rows, inputUnits: inputUnits), filters: units,
+            activation: activation, into: output, logits: logits)
+    }
 
-    /// Turns the gradient with respect to an activation's output into the gradient with
-    /// respect to its input, in place, given the activation's output.
-    func activationBackward(
-        _ gradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>,
-        rows: Int, columns: Int, activation: Activation)
-
-    /// Sums the `rows` rows of `matrix` into `result` (length `columns`), overwriting it.
-    func sumRows(_ matrix: UnsafePointer<Float>, rows: Int, columns: Int, into result: UnsafeMutablePointer<Float>)
+    /// Computes the gradients of `denseForward`, with the same contract as `convolutionBackward`.
+    public func denseBackward(
+        _ outputGradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, activation: Activation,
+        input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, rows: Int, inputUnits: Int, units: Int,
+        kernelGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?,
+        inputGradient: UnsafeMutablePointer<Float>?
+    ) {
+        convolutionBackward(
+            outputGradient, output: output, activation: activation, input: input, kernel: kernel,
+            geometry: .pointwise(rows: rows, inputUnits: inputUnits), filters: units,
+            kernelGradient: kernelGradient, biasGradient: biasGradient, inputGradient: inputGradient)
+    }
 }
 
 /// The shape arithmetic shared by convolution and pooling over NHWC tensors.
@@ -102,6 +129,18 @@ public struct ConvolutionGeometry: Equatable, Sendable {
     public var outputPositions: Int { batch * outputHeight * outputWidth }
 
     public var inputCount: Int { batch * inputHeight * inputWidth * channels }
+
+    /// The geometry of a 1x1 convolution over `rows` one-pixel samples: a dense layer.
+    public static func pointwise(rows: Int, inputUnits: Int) -> ConvolutionGeometry {
+        ConvolutionGeometry(
+            batch: rows, inputHeight: 1, inputWidth: 1, channels: inputUnits,
+            kernelSize: (1, 1), strides: (1, 1), padding: .valid)
+    }
+
+    /// Whether the im2col matrix equals the input itself (a 1x1 kernel, stride 1, no padding).
+    var isPointwise: Bool {
+        kernelHeight == 1 && kernelWidth == 1 && strideHeight == 1 && strideWidth == 1 && padTop == 0 && padLeft == 0
+    }
 }
 
 /// How convolution and pooling treat the border, as Keras' `padding` argument.

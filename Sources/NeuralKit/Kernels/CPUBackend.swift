@@ -1,20 +1,48 @@
+import CNeuralKitKernels
 import COpenBLAS
 import Dispatch
 import Foundation
 
-/// Kernels for the CPU: matrix products through OpenBLAS (`cblas_sgemm`), the rest in
-/// Swift, split over `threadCount` threads by batch sample or by row.
+/// Kernels for the CPU: single-threaded OpenBLAS `sgemm` calls on cache-sized chunks of
+/// the batch, with the chunks spread over `threadCount` threads.
 ///
-/// Results are deterministic for a fixed thread count: every split is fixed by the
-/// sizes alone and no two threads add into the same element.
+/// A convolution runs im2col, the matrix product, bias and activation on one chunk of
+/// samples at a time, so the im2col buffer (about 1 MiB) stays in the core's cache and
+/// no batch-sized im2col matrix is ever allocated. Threads take chunks in a fixed
+/// round-robin order and sum their kernel gradients in thread order, so results are
+/// bit-identical from run to run for the same `threadCount`.
+///
+/// Safe to call from several threads at once, as when two models train side by side:
+/// each call borrows its own set of scratch buffers from a pool.
 public final class CPUBackend: Backend {
     public let threadCount: Int
 
-    /// Creates the backend and sets OpenBLAS to `threadCount` threads (default: one per core).
+    /// The target size of one chunk's im2col buffer, in floats (1 MiB).
+    private let chunkFloats = 1 << 18
+    private let scratchPool = NSLock()
+    private var idleScratch: [[ThreadScratch]] = []
+
+    /// Creates the backend. OpenBLAS is set to one thread, since the backend runs its
+    /// own threads over batch chunks.
+    ///
+    /// - Parameter threadCount: threads for kernels; default one per active processor.
     public init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount) {
         precondition(threadCount >= 1, "threadCount must be at least 1, got \(threadCount)")
         self.threadCount = threadCount
-        openblas_set_num_threads(Int32(threadCount))
+        openblas_set_num_threads(1)
+    }
+
+    /// Runs `body` with one scratch set per thread, taken from the pool and returned after.
+    private func withScratch<Result>(_ body: ([ThreadScratch]) -> Result) -> Result {
+        scratchPool.lock()
+        let scratch = idleScratch.popLast() ?? (0..<threadCount).map { _ in ThreadScratch() }
+        scratchPool.unlock()
+        defer {
+            scratchPool.lock()
+            idleScratch.append(scratch)
+            scratchPool.unlock()
+        }
+        return body(scratch)
     }
 
     public func matrixMultiply(
@@ -24,79 +52,105 @@ public final class CPUBackend: Backend {
         m: Int, n: Int, k: Int, alpha: Float, beta: Float
     ) {
         guard m > 0, n > 0 else { return }
-        guard k > 0 else {
-            // BLAS leaves c untouched when k is 0 only for beta 1; scale it here for the general rule.
-            for index in 0..<(m * n) { c[index] = beta == 0 ? 0 : beta * c[index] }
-            return
+        // Each thread computes a block of rows of c; a row block of op(a) starts `start`
+        // rows down, or `start` columns across when a is transposed.
+        parallelRanges(count: m, minimumChunk: 64) { rows in
+            let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * k
+            gemm(
+                aBlock, transposeA: transposeA, lda: transposeA ? m : k, b, transposeB: transposeB, ldb: transposeB ? k : n,
+                into: c + rows.lowerBound * n, m: rows.count, n: n, k: k, alpha: alpha, beta: beta)
         }
-        cblas_sgemm(
-            CblasRowMajor,
-            transposeA ? CblasTrans : CblasNoTrans,
-            transposeB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k),
-            alpha,
-            a, Int32(transposeA ? m : k),
-            b, Int32(transposeB ? k : n),
-            beta,
-            c, Int32(n))
     }
 
-    public func im2col(_ input: UnsafePointer<Float>, geometry g: ConvolutionGeometry, into columns: UnsafeMutablePointer<Float>) {
-        let rowsPerSample = g.outputHeight * g.outputWidth
+    public func convolutionForward(
+        _ input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        geometry g: ConvolutionGeometry, filters: Int, activation: Activation,
+        into output: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?
+    ) {
+        let positions = g.outputHeight * g.outputWidth
         let patchSize = g.patchSize
-        let channels = g.channels
-        parallelRanges(count: g.batch) { samples in
-            for n in samples {
-                let sampleInput = input + n * g.inputHeight * g.inputWidth * channels
-                var row = columns + n * rowsPerSample * patchSize
-                for oy in 0..<g.outputHeight {
-                    for ox in 0..<g.outputWidth {
-                        var destination = row
-                        for ky in 0..<g.kernelHeight {
-                            let iy = oy * g.strideHeight - g.padTop + ky
-                            for kx in 0..<g.kernelWidth {
-                                let ix = ox * g.strideWidth - g.padLeft + kx
-                                if iy >= 0 && iy < g.inputHeight && ix >= 0 && ix < g.inputWidth {
-                                    destination.update(from: sampleInput + (iy * g.inputWidth + ix) * channels, count: channels)
-                                } else {
-                                    destination.update(repeating: 0, count: channels)
-                                }
-                                destination += channels
-                            }
-                        }
-                        row += patchSize
+        withScratch { scratch in
+            forEachChunk(batch: g.batch, floatsPerSample: positions * patchSize, scratch: scratch) { workspace, samples in
+                let firstRow = samples.lowerBound * positions
+                let rows = samples.count * positions
+                let columns = im2col(input, geometry: g, samples: samples, workspace: workspace)
+                let outputChunk = output + firstRow * filters
+                gemm(
+                    columns, transposeA: false, lda: patchSize, kernel, transposeB: false, ldb: filters,
+                    into: outputChunk, m: rows, n: filters, k: patchSize, alpha: 1, beta: 0)
+                for row in 0..<rows {
+                    let values = outputChunk + row * filters
+                    if let bias {
+                        for c in 0..<filters { values[c] += bias[c] }
                     }
+                    if let logits {
+                        (logits + (firstRow + row) * filters).update(from: values, count: filters)
+                    }
+                    activate(values, count: filters, activation: activation)
                 }
             }
         }
     }
 
-    public func col2im(_ columns: UnsafePointer<Float>, geometry g: ConvolutionGeometry, into inputGradient: UnsafeMutablePointer<Float>) {
-        let rowsPerSample = g.outputHeight * g.outputWidth
+    public func convolutionBackward(
+        _ outputGradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, activation: Activation,
+        input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, geometry g: ConvolutionGeometry, filters: Int,
+        kernelGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?,
+        inputGradient: UnsafeMutablePointer<Float>?
+    ) {
+        let positions = g.outputHeight * g.outputWidth
         let patchSize = g.patchSize
-        let channels = g.channels
-        let sampleSize = g.inputHeight * g.inputWidth * channels
-        parallelRanges(count: g.batch) { samples in
-            for n in samples {
-                let sampleGradient = inputGradient + n * sampleSize
-                sampleGradient.update(repeating: 0, count: sampleSize)
-                var row = columns + n * rowsPerSample * patchSize
-                for oy in 0..<g.outputHeight {
-                    for ox in 0..<g.outputWidth {
-                        var source = row
-                        for ky in 0..<g.kernelHeight {
-                            let iy = oy * g.strideHeight - g.padTop + ky
-                            for kx in 0..<g.kernelWidth {
-                                let ix = ox * g.strideWidth - g.padLeft + kx
-                                if iy >= 0 && iy < g.inputHeight && ix >= 0 && ix < g.inputWidth {
-                                    let destination = sampleGradient + (iy * g.inputWidth + ix) * channels
-                                    for c in 0..<channels { destination[c] += source[c] }
-                                }
-                                source += channels
-                            }
-                        }
-                        row += patchSize
-                    }
+        let kernelCount = patchSize * filters
+        withScratch { scratch in
+            for workspace in scratch {
+                workspace.reserveGradients(kernelCount: kernelCount, biasCount: filters)
+                workspace.hasGradient = false
+            }
+
+            forEachChunk(batch: g.batch, floatsPerSample: positions * patchSize, scratch: scratch) { workspace, samples in
+                let firstRow = samples.lowerBound * positions
+                let rows = samples.count * positions
+                let gradientChunk = outputGradient + firstRow * filters
+                let outputChunk = output + firstRow * filters
+                for row in 0..<rows {
+                    activationBackward(gradientChunk + row * filters, output: outputChunk + row * filters, count: filters, activation: activation)
+                }
+
+                // Kernel and bias gradients: this thread's chunks add into its own partial sums.
+                let columns = im2col(input, geometry: g, samples: samples, workspace: workspace)
+                let beta: Float = workspace.hasGradient ? 1 : 0
+                gemm(
+                    columns, transposeA: true, lda: patchSize, gradientChunk, transposeB: false, ldb: filters,
+                    into: workspace.kernelGradient, m: patchSize, n: filters, k: rows, alpha: 1, beta: beta)
+                if !workspace.hasGradient { workspace.biasGradient.update(repeating: 0, count: filters) }
+                for row in 0..<rows {
+                    let values = gradientChunk + row * filters
+                    for c in 0..<filters { workspace.biasGradient[c] += values[c] }
+                }
+                workspace.hasGradient = true
+
+                guard let inputGradient else { return }
+                let sampleSize = g.inputHeight * g.inputWidth * g.channels
+                if g.isPointwise {
+                    gemm(
+                        gradientChunk, transposeA: false, lda: filters, kernel, transposeB: true, ldb: filters,
+                        into: inputGradient + samples.lowerBound * sampleSize, m: rows, n: patchSize, k: filters, alpha: 1, beta: 0)
+                } else {
+                    gemm(
+                        gradientChunk, transposeA: false, lda: filters, kernel, transposeB: true, ldb: filters,
+                        into: workspace.columns, m: rows, n: patchSize, k: filters, alpha: 1, beta: 0)
+                    var geometry = g.cGeometry
+                    nk_col2im(workspace.columns, &geometry, samples.lowerBound, samples.upperBound, inputGradient)
+                }
+            }
+
+            // Sum the partial gradients in thread order, so the result does not depend on timing.
+            kernelGradient.update(repeating: 0, count: kernelCount)
+            biasGradient?.update(repeating: 0, count: filters)
+            for workspace in scratch where workspace.hasGradient {
+                for index in 0..<kernelCount { kernelGradient[index] += workspace.kernelGradient[index] }
+                if let biasGradient {
+                    for c in 0..<filters { biasGradient[c] += workspace.biasGradient[c] }
                 }
             }
         }
@@ -107,110 +161,57 @@ public final class CPUBackend: Backend {
         into output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>
     ) {
         precondition(g.inputCount <= Int(Int32.max), "max pooling input of \(g.inputCount) elements exceeds Int32 offsets")
-        let channels = g.channels
-        let sampleSize = g.inputHeight * g.inputWidth * channels
-        let outputsPerSample = g.outputHeight * g.outputWidth * channels
+        var geometry = g.cGeometry
         parallelRanges(count: g.batch) { samples in
-            for n in samples {
-                var outputIndex = n * outputsPerSample
-                for oy in 0..<g.outputHeight {
-                    let firstRow = max(oy * g.strideHeight - g.padTop, 0)
-                    let endRow = min(oy * g.strideHeight - g.padTop + g.kernelHeight, g.inputHeight)
-                    for ox in 0..<g.outputWidth {
-                        let firstColumn = max(ox * g.strideWidth - g.padLeft, 0)
-                        let endColumn = min(ox * g.strideWidth - g.padLeft + g.kernelWidth, g.inputWidth)
-                        for c in 0..<channels {
-                            var best = -Float.infinity
-                            var bestOffset = n * sampleSize + (firstRow * g.inputWidth + firstColumn) * channels + c
-                            for iy in firstRow..<endRow {
-                                for ix in firstColumn..<endColumn {
-                                    let offset = n * sampleSize + (iy * g.inputWidth + ix) * channels + c
-                                    // `>` keeps the first maximum, as TensorFlow does; NaN propagates.
-                                    if input[offset] > best || input[offset].isNaN {
-                                        best = input[offset]
-                                        bestOffset = offset
-                                        if best.isNaN { break }
-                                    }
-                                }
-                            }
-                            output[outputIndex] = best
-                            argmax[outputIndex] = Int32(bestOffset)
-                            outputIndex += 1
-                        }
-                    }
-                }
-            }
+            nk_max_pool(input, &geometry, samples.lowerBound, samples.upperBound, output, argmax)
         }
     }
 
     public func maxPoolBackward(
-        _ outputGradient: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, outputCount: Int,
-        into inputGradient: UnsafeMutablePointer<Float>, inputCount: Int
+        _ outputGradient: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, geometry g: ConvolutionGeometry,
+        into inputGradient: UnsafeMutablePointer<Float>
     ) {
-        inputGradient.update(repeating: 0, count: inputCount)
-        for index in 0..<outputCount {
-            inputGradient[Int(argmax[index])] += outputGradient[index]
+        // The maxima of sample n lie inside sample n, so threads write disjoint samples.
+        var geometry = g.cGeometry
+        parallelRanges(count: g.batch) { samples in
+            nk_max_pool_backward(outputGradient, argmax, &geometry, samples.lowerBound, samples.upperBound, inputGradient)
         }
     }
 
-    public func addBiasAndActivate(
-        _ matrix: UnsafeMutablePointer<Float>, rows: Int, columns: Int,
-        bias: UnsafePointer<Float>?, activation: Activation
+    public func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Float, seed: UInt64) {
+        let blocks = (count + 65_535) / 65_536
+        parallelRanges(count: blocks) { range in
+            nk_dropout_mask(mask, range.lowerBound, range.upperBound, count, rate, 1 / (1 - rate), seed)
+        }
+    }
+
+    // MARK: - Chunks and threads
+
+    /// Splits `batch` samples into chunks of about `chunkFloats / floatsPerSample`
+    /// samples, a multiple of `threadCount` chunks in all, and runs `body` on each; thread
+    /// `t` takes chunks `t`, `t + threadCount`, ... in order.
+    private func forEachChunk(
+        batch: Int, floatsPerSample: Int, scratch: [ThreadScratch], _ body: (ThreadScratch, Range<Int>) -> Void
     ) {
-        parallelRanges(count: rows, minimumChunk: max(1, 16_384 / max(columns, 1))) { rowRange in
-            for r in rowRange {
-                let row = matrix + r * columns
-                if let bias {
-                    for c in 0..<columns { row[c] += bias[c] }
-                }
-                switch activation {
-                case .linear:
-                    break
-                case .relu:
-                    for c in 0..<columns where !(row[c] > 0) && !row[c].isNaN { row[c] = 0 }
-                case .sigmoid:
-                    for c in 0..<columns { row[c] = stableSigmoid(row[c]) }
-                case .tanh:
-                    for c in 0..<columns { row[c] = Foundation.tanh(row[c]) }
-                case .softmax:
-                    softmaxRow(row, count: columns)
-                }
+        guard batch > 0 else { return }
+        let samplesPerTarget = max(1, chunkFloats / max(floatsPerSample, 1))
+        var chunkCount = (batch + samplesPerTarget - 1) / samplesPerTarget
+        chunkCount = min(batch, (chunkCount + threadCount - 1) / threadCount * threadCount)
+        let chunkSize = (batch + chunkCount - 1) / chunkCount
+        chunkCount = (batch + chunkSize - 1) / chunkSize
+        for workspace in scratch { workspace.reserveColumns(chunkSize * floatsPerSample) }
+
+        let threads = min(threadCount, chunkCount)
+        func runThread(_ thread: Int) {
+            for chunk in stride(from: thread, to: chunkCount, by: threads) {
+                let start = chunk * chunkSize
+                body(scratch[thread], start..<min(start + chunkSize, batch))
             }
         }
-    }
-
-    public func activationBackward(
-        _ gradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>,
-        rows: Int, columns: Int, activation: Activation
-    ) {
-        if activation == .linear { return }
-        parallelRanges(count: rows, minimumChunk: max(1, 16_384 / max(columns, 1))) { rowRange in
-            for r in rowRange {
-                let g = gradient + r * columns
-                let y = output + r * columns
-                switch activation {
-                case .linear:
-                    break
-                case .relu:
-                    for c in 0..<columns where !(y[c] > 0) { g[c] = 0 }
-                case .sigmoid:
-                    for c in 0..<columns { g[c] *= y[c] * (1 - y[c]) }
-                case .tanh:
-                    for c in 0..<columns { g[c] *= 1 - y[c] * y[c] }
-                case .softmax:
-                    var dot: Float = 0
-                    for c in 0..<columns { dot += g[c] * y[c] }
-                    for c in 0..<columns { g[c] = y[c] * (g[c] - dot) }
-                }
-            }
-        }
-    }
-
-    public func sumRows(_ matrix: UnsafePointer<Float>, rows: Int, columns: Int, into result: UnsafeMutablePointer<Float>) {
-        result.update(repeating: 0, count: columns)
-        for r in 0..<rows {
-            let row = matrix + r * columns
-            for c in 0..<columns { result[c] += row[c] }
+        if threads == 1 {
+            runThread(0)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: threads, execute: runThread)
         }
     }
 
@@ -223,32 +224,86 @@ public final class CPUBackend: Backend {
             return
         }
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-            let start = count * chunk / chunks
-            let end = count * (chunk + 1) / chunks
-            body(start..<end)
+            body((count * chunk / chunks)..<(count * (chunk + 1) / chunks))
         }
     }
+
+    // MARK: - im2col
+
+    /// Returns the im2col rows of `samples`: the input itself for a pointwise geometry,
+    /// otherwise the workspace's column buffer, filled. Padded positions are zero.
+    private func im2col(
+        _ input: UnsafePointer<Float>, geometry g: ConvolutionGeometry, samples: Range<Int>, workspace: ThreadScratch
+    ) -> UnsafePointer<Float> {
+        if g.isPointwise { return input + samples.lowerBound * g.inputHeight * g.inputWidth * g.channels }
+        var geometry = g.cGeometry
+        nk_im2col(input, &geometry, samples.lowerBound, samples.upperBound, workspace.columns)
+        return UnsafePointer(workspace.columns)
+    }
 }
 
-/// Replaces a row of logits by its softmax, subtracting the maximum first so that
-/// large logits do not overflow.
-func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int) {
-    var maximum = -Float.infinity
-    for c in 0..<count { maximum = max(maximum, row[c]) }
-    var sum: Float = 0
-    for c in 0..<count {
-        row[c] = expf(row[c] - maximum)
-        sum += row[c]
+extension ConvolutionGeometry {
+    /// The same sizes in the C kernels' struct.
+    var cGeometry: nk_geometry {
+        nk_geometry(
+            batch: batch, input_height: inputHeight, input_width: inputWidth, channels: channels,
+            kernel_height: kernelHeight, kernel_width: kernelWidth, stride_height: strideHeight, stride_width: strideWidth,
+            pad_top: padTop, pad_left: padLeft, output_height: outputHeight, output_width: outputWidth)
     }
-    let scale = 1 / sum
-    for c in 0..<count { row[c] *= scale }
 }
 
-/// The logistic function, computed without overflow for large negative inputs.
-func stableSigmoid(_ x: Float) -> Float {
-    if x >= 0 {
-        return 1 / (1 + expf(-x))
+/// One thread's scratch buffers, grown on demand and kept between calls.
+final class ThreadScratch {
+    private(set) var columns = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var kernelGradient = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var biasGradient = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private var columnsCapacity = 1
+    private var kernelCapacity = 1
+    private var biasCapacity = 1
+    /// Whether `kernelGradient` and `biasGradient` hold a partial sum of the current backward pass.
+    var hasGradient = false
+
+    func reserveColumns(_ count: Int) {
+        guard count > columnsCapacity else { return }
+        columns.deallocate()
+        columns = .allocate(capacity: count)
+        columnsCapacity = count
     }
-    let e = expf(x)
-    return e / (1 + e)
+
+    func reserveGradients(kernelCount: Int, biasCount: Int) {
+        if kernelCount > kernelCapacity {
+            kernelGradient.deallocate()
+            kernelGradient = .allocate(capacity: kernelCount)
+            kernelCapacity = kernelCount
+        }
+        if biasCount > biasCapacity {
+            biasGradient.deallocate()
+            biasGradient = .allocate(capacity: biasCount)
+            biasCapacity = biasCount
+        }
+    }
+
+    deinit {
+        columns.deallocate()
+        kernelGradient.deallocate()
+        biasGradient.deallocate()
+    }
+}
+
+/// One single-threaded `cblas_sgemm` call in row-major order:
+/// `c = alpha * op(a) * op(b) + beta * c`, with `op(a)` of `m x k` and `op(b)` of `k x n`.
+func gemm(
+    _ a: UnsafePointer<Float>, transposeA: Bool, lda: Int,
+    _ b: UnsafePointer<Float>, transposeB: Bool, ldb: Int,
+    into c: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int, alpha: Float, beta: Float
+) {
+    guard m > 0, n > 0 else { return }
+    guard k > 0 else {
+        // BLAS skips the product for k = 0; apply beta here so the contract holds.
+        for index in 0..<(m * n) { c[index] = beta == 0 ? 0 : beta * c[index] }
+        return
+    }
+    cblas_sgemm(
+        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(n))
 }

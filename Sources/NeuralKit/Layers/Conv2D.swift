@@ -4,9 +4,6 @@
 /// `(batch, outputHeight, outputWidth, filters)`, where per spatial axis
 /// `.valid` padding gives `floor((input - kernel) / stride) + 1` and `.same` gives
 /// `ceil(input / stride)`. The kernel has shape `(kernelHeight, kernelWidth, channels, filters)`.
-///
-/// Computed as im2col followed by one matrix product; the im2col buffer is kept and
-/// reused from batch to batch.
 public final class Conv2D: ActivatedLayer {
     public var name: String
     public var typeName: String { "Conv2D" }
@@ -20,15 +17,12 @@ public final class Conv2D: ActivatedLayer {
     public private(set) var kernel: Parameter?
     public private(set) var bias: Parameter?
     public var parameters: [Parameter] { [kernel, bias].compactMap { $0 } }
-    public private(set) var lastLogits: Tensor<Float>?
+    public var lastLogits: Tensor<Float>? { activation == .softmax ? logits : nil }
 
     private let backend: any Backend
     private var inputShape: [Int] = []
-    private var lastGeometry: ConvolutionGeometry?
-    private var lastOutput: Tensor<Float>?
-    private var columns: [Float] = []
-    private var inferenceColumns: [Float] = []
-    private var columnsGradient: [Float] = []
+    private var buffers = LayerBuffers()
+    private var logits = Tensor<Float>(zeros: [0])
 
     /// - Parameters:
     ///   - filters: the number of output channels; positive.
@@ -72,9 +66,7 @@ public final class Conv2D: ActivatedLayer {
                 "Conv2D '\(name)' expects input of shape (batch, height, width, channels), got \(formatShape(inputShape, unknownBatch: true)); "
                     + "for grayscale images of shape (batch, height, width), reshape them to (batch, height, width, 1)")
         }
-        let geometry = ConvolutionGeometry(
-            batch: 1, inputHeight: inputShape[0], inputWidth: inputShape[1], channels: inputShape[2],
-            kernelSize: kernelSize, strides: strides, padding: padding)
+        let geometry = makeGeometry(batch: 1, inputShape: inputShape)
         guard geometry.outputHeight > 0, geometry.outputWidth > 0 else {
             throw NeuralKitError.incompatibleShapes(
                 "Conv2D '\(name)': a \(kernelSize.0)x\(kernelSize.1) kernel with .valid padding does not fit input "
@@ -94,120 +86,57 @@ public final class Conv2D: ActivatedLayer {
     }
 
     public func forward(_ input: Tensor<Float>, training: Bool) -> Tensor<Float> {
-        guard kernel != nil else { preconditionFailure("Conv2D '\(name)' used before build") }
+        guard let kernel else { preconditionFailure("Conv2D '\(name)' used before build") }
         precondition(
             input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
             "Conv2D '\(name)' was built for input \(formatShape(inputShape, unknownBatch: true)), got \(formatShape(input.shape))")
-        let geometry = ConvolutionGeometry(
-            batch: input.shape[0], inputHeight: inputShape[0], inputWidth: inputShape[1], channels: inputShape[2],
-            kernelSize: kernelSize, strides: strides, padding: padding)
-        let rows = geometry.outputPositions
-        var output = Tensor<Float>(zeros: [geometry.batch, geometry.outputHeight, geometry.outputWidth, filters])
+        let geometry = makeGeometry(batch: input.shape[0], inputShape: inputShape)
+        let outputShape = [geometry.batch, geometry.outputHeight, geometry.outputWidth, filters]
+        if activation == .softmax { logits.resize(to: outputShape, filler: 0) }
 
-        // Inference keeps its own im2col buffer so that `backward` still finds the columns
-        // of the last training pass after a validation or predict call.
-        if training {
-            multiplyByKernel(input, geometry: geometry, columns: &columns, into: &output)
-        } else {
-            multiplyByKernel(input, geometry: geometry, columns: &inferenceColumns, into: &output)
-        }
-
-        output.scalars.withUnsafeMutableBufferPointer { y in
-            bias?.value.scalars.withUnsafeBufferPointer { b in
-                backend.addBiasAndActivate(y.baseAddress!, rows: rows, columns: filters, bias: b.baseAddress!, activation: .linear)
+        return buffers.forward(input: input, outputShape: outputShape, training: training) { x, y in
+            kernel.value.scalars.withUnsafeBufferPointer { w in
+                withOptionalPointer(bias?.value.scalars) { b in
+                    withOptionalMutablePointer(&logits.scalars, if: activation == .softmax) { z in
+                        backend.convolutionForward(
+                            x, kernel: w.baseAddress!, bias: b, geometry: geometry, filters: filters,
+                            activation: activation, into: y, logits: z)
+                    }
+                }
             }
         }
-        lastLogits = activation == .softmax ? output : nil
-        output.scalars.withUnsafeMutableBufferPointer { y in
-            backend.addBiasAndActivate(y.baseAddress!, rows: rows, columns: filters, bias: nil, activation: activation)
-        }
-
-        if training {
-            lastGeometry = geometry
-            lastOutput = output
-        }
-        return output
     }
 
     public func backward(_ outputGradient: Tensor<Float>, needsInputGradient: Bool) -> Tensor<Float>? {
-        guard let lastOutput else { preconditionFailure("Conv2D '\(name)': backward without a training forward pass") }
-        var gradient = outputGradient
-        let rows = gradient.count / filters
-        gradient.scalars.withUnsafeMutableBufferPointer { g in
-            lastOutput.scalars.withUnsafeBufferPointer { y in
-                backend.activationBackward(
-                    g.baseAddress!, output: y.baseAddress!, rows: rows, columns: filters, activation: activation)
-            }
-        }
-        return backward(logitsGradient: gradient, needsInputGradient: needsInputGradient)
+        backward(outputGradient, through: activation, needsInputGradient: needsInputGradient)
     }
 
     public func backward(logitsGradient: Tensor<Float>, needsInputGradient: Bool) -> Tensor<Float>? {
-        guard let kernel, let geometry = lastGeometry else {
-            preconditionFailure("Conv2D '\(name)': backward without a training forward pass")
-        }
-        let rows = geometry.outputPositions
-
-        // The im2col buffer still holds the columns of the last training forward pass.
-        logitsGradient.scalars.withUnsafeBufferPointer { g in
-            columns.withUnsafeBufferPointer { cols in
-                kernel.gradient.scalars.withUnsafeMutableBufferPointer { dw in
-                    backend.matrixMultiply(
-                        cols.baseAddress!, transposeA: true, g.baseAddress!, transposeB: false,
-                        into: dw.baseAddress!, m: geometry.patchSize, n: filters, k: rows, alpha: 1, beta: 0)
-                }
-            }
-            if let bias {
-                bias.gradient.scalars.withUnsafeMutableBufferPointer { db in
-                    backend.sumRows(g.baseAddress!, rows: rows, columns: filters, into: db.baseAddress!)
-                }
-            }
-        }
-        guard needsInputGradient else { return nil }
-
-        if columnsGradient.count < rows * geometry.patchSize {
-            columnsGradient = [Float](repeating: 0, count: rows * geometry.patchSize)
-        }
-        var inputGradient = Tensor<Float>(zeros: [geometry.batch] + inputShape)
-        logitsGradient.scalars.withUnsafeBufferPointer { g in
-            kernel.value.scalars.withUnsafeBufferPointer { w in
-                columnsGradient.withUnsafeMutableBufferPointer { dcols in
-                    backend.matrixMultiply(
-                        g.baseAddress!, transposeA: false, w.baseAddress!, transposeB: true,
-                        into: dcols.baseAddress!, m: rows, n: geometry.patchSize, k: filters, alpha: 1, beta: 0)
-                }
-            }
-        }
-        columnsGradient.withUnsafeBufferPointer { dcols in
-            inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                backend.col2im(dcols.baseAddress!, geometry: geometry, into: dx.baseAddress!)
-            }
-        }
-        return inputGradient
+        backward(logitsGradient, through: .linear, needsInputGradient: needsInputGradient)
     }
 
-    /// Writes im2col of `input` into `columns` (grown if needed), then `output = columns · kernel`.
-    private func multiplyByKernel(
-        _ input: Tensor<Float>, geometry: ConvolutionGeometry, columns: inout [Float], into output: inout Tensor<Float>
-    ) {
-        guard let kernel else { return }
-        let rows = geometry.outputPositions
-        if columns.count < rows * geometry.patchSize {
-            columns = [Float](repeating: 0, count: rows * geometry.patchSize)
-        }
-        input.scalars.withUnsafeBufferPointer { x in
-            columns.withUnsafeMutableBufferPointer { cols in
-                backend.im2col(x.baseAddress!, geometry: geometry, into: cols.baseAddress!)
-            }
-        }
-        columns.withUnsafeBufferPointer { cols in
+    private func backward(_ outputGradient: Tensor<Float>, through activation: Activation, needsInputGradient: Bool) -> Tensor<Float>? {
+        guard let kernel else { preconditionFailure("Conv2D '\(name)' used before build") }
+        return buffers.backward(outputGradient, needsInputGradient: needsInputGradient, layer: name) { input, output, g, dx in
+            let geometry = makeGeometry(batch: input.shape[0], inputShape: inputShape)
             kernel.value.scalars.withUnsafeBufferPointer { w in
-                output.scalars.withUnsafeMutableBufferPointer { y in
-                    backend.matrixMultiply(
-                        cols.baseAddress!, transposeA: false, w.baseAddress!, transposeB: false,
-                        into: y.baseAddress!, m: rows, n: filters, k: geometry.patchSize, alpha: 1, beta: 0)
+                kernel.gradient.scalars.withUnsafeMutableBufferPointer { dw in
+                    withMutableGradient(bias) { db in
+                        input.scalars.withUnsafeBufferPointer { x in
+                            backend.convolutionBackward(
+                                g, output: output, activation: activation, input: x.baseAddress!, kernel: w.baseAddress!,
+                                geometry: geometry, filters: filters, kernelGradient: dw.baseAddress!, biasGradient: db,
+                                inputGradient: dx)
+                        }
+                    }
                 }
             }
         }
+    }
+
+    private func makeGeometry(batch: Int, inputShape: [Int]) -> ConvolutionGeometry {
+        ConvolutionGeometry(
+            batch: batch, inputHeight: inputShape[0], inputWidth: inputShape[1], channels: inputShape[2],
+            kernelSize: kernelSize, strides: strides, padding: padding)
     }
 }

@@ -12,11 +12,11 @@ public final class Dense: ActivatedLayer {
     public private(set) var kernel: Parameter?
     public private(set) var bias: Parameter?
     public var parameters: [Parameter] { [kernel, bias].compactMap { $0 } }
-    public private(set) var lastLogits: Tensor<Float>?
+    public var lastLogits: Tensor<Float>? { activation == .softmax ? logits : nil }
 
     private let backend: any Backend
-    private var lastInput: Tensor<Float>?
-    private var lastOutput: Tensor<Float>?
+    private var buffers = LayerBuffers()
+    private var logits = Tensor<Float>(zeros: [0])
 
     /// - Parameters:
     ///   - units: the size of the output's last axis; positive.
@@ -46,78 +46,50 @@ public final class Dense: ActivatedLayer {
     public func forward(_ input: Tensor<Float>, training: Bool) -> Tensor<Float> {
         guard let kernel else { preconditionFailure("Dense '\(name)' used before build") }
         let inputUnits = kernel.value.shape[0]
+        precondition(
+            input.shape.last == inputUnits,
+            "Dense '\(name)' was built for \(inputUnits) input units, got input of shape \(formatShape(input.shape))")
         let rows = input.count / inputUnits
-        var output = Tensor<Float>(zeros: Array(input.shape.dropLast()) + [units])
+        let outputShape = Array(input.shape.dropLast()) + [units]
+        if activation == .softmax { logits.resize(to: outputShape, filler: 0) }
 
-        input.scalars.withUnsafeBufferPointer { x in
+        return buffers.forward(input: input, outputShape: outputShape, training: training) { x, y in
             kernel.value.scalars.withUnsafeBufferPointer { w in
-                output.scalars.withUnsafeMutableBufferPointer { y in
-                    backend.matrixMultiply(
-                        x.baseAddress!, transposeA: false, w.baseAddress!, transposeB: false,
-                        into: y.baseAddress!, m: rows, n: units, k: inputUnits, alpha: 1, beta: 0)
+                withOptionalPointer(bias?.value.scalars) { b in
+                    withOptionalMutablePointer(&logits.scalars, if: activation == .softmax) { z in
+                        backend.denseForward(
+                            x, kernel: w.baseAddress!, bias: b, rows: rows, inputUnits: inputUnits, units: units,
+                            activation: activation, into: y, logits: z)
+                    }
                 }
             }
         }
-        output.scalars.withUnsafeMutableBufferPointer { y in
-            bias?.value.scalars.withUnsafeBufferPointer { b in
-                backend.addBiasAndActivate(y.baseAddress!, rows: rows, columns: units, bias: b.baseAddress!, activation: .linear)
-            }
-        }
-        if activation == .softmax { lastLogits = output } else { lastLogits = nil }
-        output.scalars.withUnsafeMutableBufferPointer { y in
-            backend.addBiasAndActivate(y.baseAddress!, rows: rows, columns: units, bias: nil, activation: activation)
-        }
-
-        if training {
-            lastInput = input
-            lastOutput = output
-        }
-        return output
     }
 
     public func backward(_ outputGradient: Tensor<Float>, needsInputGradient: Bool) -> Tensor<Float>? {
-        guard let lastOutput else { preconditionFailure("Dense '\(name)': backward without a training forward pass") }
-        var gradient = outputGradient
-        let rows = gradient.count / units
-        gradient.scalars.withUnsafeMutableBufferPointer { g in
-            lastOutput.scalars.withUnsafeBufferPointer { y in
-                backend.activationBackward(g.baseAddress!, output: y.baseAddress!, rows: rows, columns: units, activation: activation)
-            }
-        }
-        return backward(logitsGradient: gradient, needsInputGradient: needsInputGradient)
+        backward(outputGradient, through: activation, needsInputGradient: needsInputGradient)
     }
 
     public func backward(logitsGradient: Tensor<Float>, needsInputGradient: Bool) -> Tensor<Float>? {
-        guard let kernel, let lastInput else { preconditionFailure("Dense '\(name)': backward without a training forward pass") }
+        backward(logitsGradient, through: .linear, needsInputGradient: needsInputGradient)
+    }
+
+    private func backward(_ outputGradient: Tensor<Float>, through activation: Activation, needsInputGradient: Bool) -> Tensor<Float>? {
+        guard let kernel else { preconditionFailure("Dense '\(name)' used before build") }
         let inputUnits = kernel.value.shape[0]
-        let rows = logitsGradient.count / units
-
-        logitsGradient.scalars.withUnsafeBufferPointer { g in
-            lastInput.scalars.withUnsafeBufferPointer { x in
-                kernel.gradient.scalars.withUnsafeMutableBufferPointer { dw in
-                    backend.matrixMultiply(
-                        x.baseAddress!, transposeA: true, g.baseAddress!, transposeB: false,
-                        into: dw.baseAddress!, m: inputUnits, n: units, k: rows, alpha: 1, beta: 0)
-                }
-            }
-            if let bias {
-                bias.gradient.scalars.withUnsafeMutableBufferPointer { db in
-                    backend.sumRows(g.baseAddress!, rows: rows, columns: units, into: db.baseAddress!)
-                }
-            }
-        }
-        guard needsInputGradient else { return nil }
-
-        var inputGradient = Tensor<Float>(zeros: lastInput.shape)
-        logitsGradient.scalars.withUnsafeBufferPointer { g in
+        return buffers.backward(outputGradient, needsInputGradient: needsInputGradient, layer: name) { input, output, g, dx in
             kernel.value.scalars.withUnsafeBufferPointer { w in
-                inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                    backend.matrixMultiply(
-                        g.baseAddress!, transposeA: false, w.baseAddress!, transposeB: true,
-                        into: dx.baseAddress!, m: rows, n: inputUnits, k: units, alpha: 1, beta: 0)
+                kernel.gradient.scalars.withUnsafeMutableBufferPointer { dw in
+                    withMutableGradient(bias) { db in
+                        input.scalars.withUnsafeBufferPointer { x in
+                            backend.denseBackward(
+                                g, output: output, activation: activation, input: x.baseAddress!, kernel: w.baseAddress!,
+                                rows: input.count / inputUnits, inputUnits: inputUnits, units: units,
+                                kernelGradient: dw.baseAddress!, biasGradient: db, inputGradient: dx)
+                        }
+                    }
                 }
             }
         }
-        return inputGradient
     }
 }

@@ -9,13 +9,24 @@ public final class Dropout: Layer {
     public let rate: Float
     public var parameters: [Parameter] { [] }
 
+    private let backend: any Backend
     private var generator = SeededGenerator(seed: 0)
     private var mask: [Float] = []
+    private var output = Tensor<Float>(zeros: [0])
+    private var inputGradient = Tensor<Float>(zeros: [0])
+
+    /// The generator that draws the masks, which model files save and restore so that
+    /// training resumes with the same masks.
+    var maskGenerator: SeededGenerator {
+        get { generator }
+        set { generator = newValue }
+    }
 
     /// - Parameter rate: the fraction of inputs to drop, in [0, 1).
     public init(rate: Float, name: String = "") {
         self.rate = rate
         self.name = name
+        self.backend = defaultBackend
     }
 
     public func build(inputShape: [Int], generator: inout SeededGenerator) throws -> [Int] {
@@ -34,29 +45,32 @@ public final class Dropout: Layer {
         if mask.count != input.count {
             mask = [Float](repeating: 0, count: input.count)
         }
-        let scale = 1 / (1 - rate)
-        var output = input
+        output.resize(to: input.shape, filler: 0)
+
+        let seed = generator.next()
         mask.withUnsafeMutableBufferPointer { m in
-            output.scalars.withUnsafeMutableBufferPointer { y in
-                for index in 0..<y.count {
-                    let keep: Float = generator.nextUnitFloat() >= rate ? scale : 0
-                    m[index] = keep
-                    y[index] *= keep
-                }
-            }
+            backend.fillDropoutMask(m.baseAddress!, count: m.count, rate: rate, seed: seed)
         }
+        multiply(input, by: mask, into: &output)
         return output
     }
 
     public func backward(_ outputGradient: Tensor<Float>, needsInputGradient: Bool) -> Tensor<Float>? {
         guard needsInputGradient else { return nil }
         guard !mask.isEmpty else { return outputGradient }
-        var inputGradient = outputGradient
-        mask.withUnsafeBufferPointer { m in
-            inputGradient.scalars.withUnsafeMutableBufferPointer { g in
-                for index in 0..<g.count { g[index] *= m[index] }
+        precondition(outputGradient.count == mask.count, "Dropout '\(name)': gradient shape \(formatShape(outputGradient.shape)) differs from the last training input")
+        multiply(outputGradient, by: mask, into: &inputGradient)
+        return inputGradient
+    }
+
+    private func multiply(_ values: Tensor<Float>, by mask: [Float], into result: inout Tensor<Float>) {
+        result.resize(to: values.shape, filler: 0)
+        values.scalars.withUnsafeBufferPointer { x in
+            mask.withUnsafeBufferPointer { m in
+                result.scalars.withUnsafeMutableBufferPointer { y in
+                    for index in 0..<y.count { y[index] = x[index] * m[index] }
+                }
             }
         }
-        return inputGradient
     }
 }

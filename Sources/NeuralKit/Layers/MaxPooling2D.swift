@@ -14,7 +14,11 @@ public final class MaxPooling2D: Layer {
     private let backend: any Backend
     private var inputShape: [Int] = []
     private var argmax: [Int32] = []
-    private var lastInputCount = 0
+    private var inferenceArgmax: [Int32] = []
+    private var trainingOutput = Tensor<Float>(zeros: [0])
+    private var inferenceOutput = Tensor<Float>(zeros: [0])
+    private var inputGradient = Tensor<Float>(zeros: [0])
+    private var trainingGeometry: ConvolutionGeometry?
 
     /// - Parameters:
     ///   - poolSize: `(height, width)` of the window; positive; default `(2, 2)`.
@@ -57,40 +61,46 @@ public final class MaxPooling2D: Layer {
             input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
             "MaxPooling2D '\(name)' was built for input \(formatShape(inputShape, unknownBatch: true)), got \(formatShape(input.shape))")
         let geometry = makeGeometry(batch: input.shape[0], inputShape: inputShape)
-        var output = Tensor<Float>(zeros: [geometry.batch, geometry.outputHeight, geometry.outputWidth, geometry.channels])
-        var indices = training ? argmax : []
-        if indices.count != output.count {
-            indices = [Int32](repeating: 0, count: output.count)
-        }
-
-        input.scalars.withUnsafeBufferPointer { x in
-            output.scalars.withUnsafeMutableBufferPointer { y in
-                indices.withUnsafeMutableBufferPointer { index in
-                    backend.maxPool(x.baseAddress!, geometry: geometry, into: y.baseAddress!, argmax: index.baseAddress!)
-                }
-            }
-        }
+        let outputShape = [geometry.batch, geometry.outputHeight, geometry.outputWidth, geometry.channels]
         if training {
-            argmax = indices
-            lastInputCount = input.count
+            trainingGeometry = geometry
+            pool(input, geometry: geometry, shape: outputShape, into: &trainingOutput, argmax: &argmax)
+            return trainingOutput
         }
-        return output
+        pool(input, geometry: geometry, shape: outputShape, into: &inferenceOutput, argmax: &inferenceArgmax)
+        return inferenceOutput
     }
 
     public func backward(_ outputGradient: Tensor<Float>, needsInputGradient: Bool) -> Tensor<Float>? {
         guard needsInputGradient else { return nil }
-        precondition(argmax.count == outputGradient.count, "MaxPooling2D '\(name)': backward without a matching training forward pass")
-        var inputGradient = Tensor<Float>(zeros: [outputGradient.shape[0]] + inputShape)
+        guard let geometry = trainingGeometry, outputGradient.shape == trainingOutput.shape else {
+            preconditionFailure("MaxPooling2D '\(name)': backward needs a preceding forward pass with training: true and a gradient of its output shape")
+        }
+        inputGradient.resize(to: [geometry.batch] + inputShape, filler: 0)
         outputGradient.scalars.withUnsafeBufferPointer { g in
             argmax.withUnsafeBufferPointer { index in
                 inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                    backend.maxPoolBackward(
-                        g.baseAddress!, argmax: index.baseAddress!, outputCount: g.count,
-                        into: dx.baseAddress!, inputCount: lastInputCount)
+                    backend.maxPoolBackward(g.baseAddress!, argmax: index.baseAddress!, geometry: geometry, into: dx.baseAddress!)
                 }
             }
         }
         return inputGradient
+    }
+
+    private func pool(
+        _ input: Tensor<Float>, geometry: ConvolutionGeometry, shape: [Int], into output: inout Tensor<Float>, argmax: inout [Int32]
+    ) {
+        output.resize(to: shape, filler: 0)
+        if argmax.count != output.count {
+            argmax = [Int32](repeating: 0, count: output.count)
+        }
+        input.scalars.withUnsafeBufferPointer { x in
+            output.scalars.withUnsafeMutableBufferPointer { y in
+                argmax.withUnsafeMutableBufferPointer { index in
+                    backend.maxPool(x.baseAddress!, geometry: geometry, into: y.baseAddress!, argmax: index.baseAddress!)
+                }
+            }
+        }
     }
 
     private func makeGeometry(batch: Int, inputShape: [Int]) -> ConvolutionGeometry {

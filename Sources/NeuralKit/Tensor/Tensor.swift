@@ -48,6 +48,17 @@ public struct Tensor<Scalar> {
         shape = newShape
     }
 
+    /// Gives the tensor `newShape`, keeping its storage when the element count is
+    /// unchanged; new storage is filled with `filler`. Layers use it to reuse buffers
+    /// from step to step, so the contents are meant to be overwritten.
+    mutating func resize(to newShape: [Int], filler: Scalar) {
+        let count = newShape.reduce(1, *)
+        if count != scalars.count {
+            scalars = Array(repeating: filler, count: count)
+        }
+        shape = newShape
+    }
+
     /// The elements along the first axis at `indices`, in that order.
     ///
     /// Used to form batches: `x.gathering(rows: batchIndices)`.
@@ -63,6 +74,23 @@ public struct Tensor<Scalar> {
             }
         }
         return Tensor(shape: [indices.count] + shape.dropFirst(), scalars: result)
+    }
+
+    /// Writes the elements along the first axis at `indices` into `result`, reusing its
+    /// storage when the size matches: the allocation-free form of `gathering(rows:)`.
+    func gather(rows indices: some Collection<Int>, into result: inout Tensor) where Scalar == Float {
+        let rowSize = shape.dropFirst().reduce(1, *)
+        result.resize(to: [indices.count] + shape.dropFirst(), filler: 0)
+        scalars.withUnsafeBufferPointer { source in
+            result.scalars.withUnsafeMutableBufferPointer { destination in
+                var offset = 0
+                for index in indices {
+                    precondition(index >= 0 && index < shape[0], "row \(index) is outside 0..<\(shape[0])")
+                    (destination.baseAddress! + offset).update(from: source.baseAddress! + index * rowSize, count: rowSize)
+                    offset += rowSize
+                }
+            }
+        }
     }
 
     /// The rows `range` along the first axis.

@@ -79,6 +79,7 @@ extension Sequential {
         let sampleCount = trainX.shape[0]
         let steps = (sampleCount + batchSize - 1) / batchSize
         var order = Array(0..<sampleCount)
+        var batchX = Tensor<Float>(zeros: [0])
 
         for epoch in 0..<epochs {
             logger.beginEpoch(epoch, of: epochs)
@@ -89,7 +90,7 @@ extension Sequential {
 
             for step in 0..<steps {
                 let indices = order[(step * batchSize)..<min((step + 1) * batchSize, sampleCount)]
-                let batchX = trainX.gathering(rows: indices)
+                trainX.gather(rows: indices, into: &batchX)
                 let batchY = trainY.gathering(rows: indices)
                 let batchWeights = trainWeights.map { weights in indices.map { weights[$0] } }
                 let stepLoss: Float
