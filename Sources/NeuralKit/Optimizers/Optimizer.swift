@@ -30,6 +30,17 @@ public final class Adam: Optimizer {
     private var firstMoments: [[Float]] = []
     private var secondMoments: [[Float]] = []
 
+    /// The update count and moment buffers, one buffer per parameter in `apply(to:)`'s
+    /// order (empty before the first update), which model files save and restore.
+    var state: (iterations: Int, firstMoments: [[Float]], secondMoments: [[Float]]) {
+        get { (iterations, firstMoments, secondMoments) }
+        set {
+            iterations = newValue.iterations
+            firstMoments = newValue.firstMoments
+            secondMoments = newValue.secondMoments
+        }
+    }
+
     /// - Parameters:
     ///   - learningRate: default 0.001.
     ///   - beta1: decay of the first-moment average; in [0, 1); default 0.9.
@@ -88,6 +99,16 @@ public final class SGD: Optimizer {
     public let nesterov: Bool
     public private(set) var iterations = 0
     private var velocities: [[Float]] = []
+
+    /// The update count and velocity buffers, one buffer per parameter in `apply(to:)`'s
+    /// order (empty before the first update), which model files save and restore.
+    var state: (iterations: Int, velocities: [[Float]]) {
+        get { (iterations, velocities) }
+        set {
+            iterations = newValue.iterations
+            velocities = newValue.velocities
+        }
+    }
 
     /// - Parameters:
     ///   - learningRate: default 0.01.

@@ -19,6 +19,16 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         state = (nextSplitMix(), nextSplitMix(), nextSplitMix(), nextSplitMix())
     }
 
+    /// Restores a generator from the four words of `stateWords`; nil unless there are
+    /// exactly four and not all are zero, since xoshiro256** stays at zero from there.
+    init?(stateWords words: [UInt64]) {
+        guard words.count == 4, words.contains(where: { $0 != 0 }) else { return nil }
+        state = (words[0], words[1], words[2], words[3])
+    }
+
+    /// The generator's state, for saving it in a model file.
+    var stateWords: [UInt64] { [state.0, state.1, state.2, state.3] }
+
     public mutating func next() -> UInt64 {
         let result = rotateLeft(state.1 &* 5, 7) &* 9
         let t = state.1 << 17
