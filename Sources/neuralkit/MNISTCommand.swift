@@ -26,6 +26,8 @@ let mnistUsage = """
                               (default: the copy in this repository, \(defaultDataDirectory.path))
       --limit N               train on the first N training samples only, at least 1
                               (default: all 60,000)
+      --threads N             threads for the kernels, at least 1; results are reproducible
+                              for a fixed seed and thread count (default: one per core, \(ProcessInfo.processInfo.activeProcessorCount) here)
       --verbose 0|1|2         0: silent; 1: progress bar, or one line per epoch when
                               output is not a terminal; 2: one line per epoch (default: 1)
       -h, --help              show this help
@@ -47,6 +49,7 @@ struct MNISTSettings {
     var dataDirectory: URL
     var limit: Int?
     var verbosity: Verbosity
+    var threads: Int
 }
 
 /// The outcome of training with one loss, for the comparison table.
@@ -82,7 +85,7 @@ func runMNISTCommand(_ arguments: [String]) -> Int32 {
 func parseMNISTSettings(_ arguments: [String]) throws -> MNISTSettings {
     let options = try CommandLineOptions(
         arguments,
-        valued: ["loss", "epochs", "batch-size", "validation-split", "learning-rate", "seed", "data", "limit", "verbose"])
+        valued: ["loss", "epochs", "batch-size", "validation-split", "learning-rate", "seed", "data", "limit", "verbose", "threads"])
     let loss = try options.choice("loss", default: "sparse", choices: ["sparse", "categorical", "both"])
     var seed: UInt64 = 42
     if let text = options.string("seed") {
@@ -107,10 +110,12 @@ func parseMNISTSettings(_ arguments: [String]) throws -> MNISTSettings {
         seed: seed,
         dataDirectory: options.string("data").map { URL(fileURLWithPath: $0) } ?? defaultDataDirectory,
         limit: limit,
-        verbosity: Verbosity(rawValue: verbose)!)
+        verbosity: Verbosity(rawValue: verbose)!,
+        threads: try options.integer("threads", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...256))
 }
 
 func trainMNIST(_ settings: MNISTSettings) throws {
+    defaultBackend = CPUBackend(threadCount: settings.threads)
     let data = try MNIST.load(from: settings.dataDirectory)
     var trainImages = data.trainImages
     var trainLabels = data.trainLabels
@@ -131,7 +136,7 @@ func trainMNIST(_ settings: MNISTSettings) throws {
         if !quiet {
             print(try model.summary())
             print("Training with \(loss.name) on \(trainImages.shape[0]) samples (validation split \(settings.validationSplit)), "
-                + "batch size \(settings.batchSize), \(settings.epochs) epochs, seed \(settings.seed)")
+                + "batch size \(settings.batchSize), \(settings.epochs) epochs, seed \(settings.seed), \(settings.threads) thread(s)")
         }
 
         let start = Date()
