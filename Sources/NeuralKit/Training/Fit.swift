@@ -42,14 +42,15 @@ extension Sequential {
         try requireMatchingRows(x, targets, weights: sampleWeight)
         try prepare(for: x)
 
-        // Split before shuffling, as Keras does: validation takes the last samples.
-        var trainX = x
+        // Split before shuffling, as Keras does: validation takes the last samples. The
+        // inputs are not copied: training indexes rows below the split, validation the rest.
+        var trainCount = x.shape[0]
         var trainY = targets
         var trainWeights = try sampleWeights(for: targets, classWeight: classWeight, sampleWeight: sampleWeight)
-        var validation: (x: Tensor<Float>, y: Targets, weights: [Float]?)?
+        var validation: (x: Tensor<Float>, rows: Range<Int>, y: Targets, weights: [Float]?)?
         if let validationData {
             try requireMatchingRows(validationData.x, validationData.y.targets, weights: nil)
-            validation = (validationData.x, validationData.y.targets, nil)
+            validation = (validationData.x, 0..<validationData.x.shape[0], validationData.y.targets, nil)
         } else if validationSplit > 0 {
             let count = x.shape[0]
             let splitAt = Int((Double(count) * (1 - validationSplit)).rounded(.down))
@@ -59,24 +60,24 @@ extension Sequential {
                         + "for validation; both need at least one sample")
             }
             validation = (
-                x.slicing(rows: splitAt..<count), targets.slicing(rows: splitAt..<count),
+                x, splitAt..<count, targets.slicing(rows: splitAt..<count),
                 sampleWeight.map { Array($0.scalars[splitAt...]) })
-            trainX = x.slicing(rows: 0..<splitAt)
+            trainCount = splitAt
             trainY = targets.slicing(rows: 0..<splitAt)
             trainWeights = trainWeights.map { Array($0[..<splitAt]) }
         }
 
-        let predictionShape = [trainX.shape[0]] + (outputShape ?? [])
+        let predictionShape = [trainCount] + (outputShape ?? [])
         try loss.validate(targets: trainY, predictionShape: predictionShape)
         if let validation {
             try prepare(for: validation.x)
-            try loss.validate(targets: validation.y, predictionShape: [validation.x.shape[0]] + (outputShape ?? []))
+            try loss.validate(targets: validation.y, predictionShape: [validation.rows.count] + (outputShape ?? []))
         }
 
         let logger = ProgressLogger(verbosity: verbose, write: output)
         var history = History()
         var shuffler = generator.split()
-        let sampleCount = trainX.shape[0]
+        let sampleCount = trainCount
         let steps = (sampleCount + batchSize - 1) / batchSize
         var order = Array(0..<sampleCount)
         var batchX = Tensor<Float>(zeros: [0])
@@ -90,7 +91,7 @@ extension Sequential {
 
             for step in 0..<steps {
                 let indices = order[(step * batchSize)..<min((step + 1) * batchSize, sampleCount)]
-                trainX.gather(rows: indices, into: &batchX)
+                x.gather(rows: indices, into: &batchX)
                 let batchY = trainY.gathering(rows: indices)
                 let batchWeights = trainWeights.map { weights in indices.map { weights[$0] } }
                 let stepLoss: Float
@@ -108,7 +109,8 @@ extension Sequential {
 
             var logs = [("loss", Float(lossTotal / Double(sampleCount)))] + metricLogs()
             if let validation {
-                let validationLogs = try evaluateLogs(x: validation.x, y: validation.y, sampleWeight: validation.weights, batchSize: batchSize)
+                let validationLogs = try evaluateLogs(
+                    x: validation.x, rows: validation.rows, y: validation.y, sampleWeight: validation.weights, batchSize: batchSize)
                 logs += validationLogs.map { ("val_" + $0.0, $0.1) }
             }
             logger.endEpoch(steps: steps, trainingSeconds: trainingSeconds, logs: logs)
@@ -131,7 +133,7 @@ extension Sequential {
         try requireMatchingRows(x, targets, weights: sampleWeight)
         try prepare(for: x)
         try loss!.validate(targets: targets, predictionShape: [x.shape[0]] + (outputShape ?? []))
-        let logs = try evaluateLogs(x: x, y: targets, sampleWeight: sampleWeight?.scalars, batchSize: batchSize)
+        let logs = try evaluateLogs(x: x, rows: 0..<x.shape[0], y: targets, sampleWeight: sampleWeight?.scalars, batchSize: batchSize)
         return Dictionary(logs, uniquingKeysWith: { first, _ in first })
     }
 
@@ -168,16 +170,17 @@ extension Sequential {
         return lossValue
     }
 
-    /// Evaluates in batches without dropout; the loss is averaged over samples.
-    func evaluateLogs(x: Tensor<Float>, y: Targets, sampleWeight: [Float]?, batchSize: Int) throws -> [(String, Float)] {
+    /// Evaluates the samples `x[rows]`, whose targets are `y` (indexed from 0), in batches
+    /// without dropout; the loss is averaged over samples.
+    func evaluateLogs(x: Tensor<Float>, rows: Range<Int>, y: Targets, sampleWeight: [Float]?, batchSize: Int) throws -> [(String, Float)] {
         guard let loss else { return [] }
         for metric in metrics { metric.reset() }
-        let count = x.shape[0]
+        let count = rows.count
         var lossTotal = 0.0
         for start in stride(from: 0, to: count, by: batchSize) {
             let range = start..<min(start + batchSize, count)
             let batchY = y.slicing(rows: range)
-            let predictions = forward(x.slicing(rows: range), training: false)
+            let predictions = forward(x.slicing(rows: (rows.lowerBound + range.lowerBound)..<(rows.lowerBound + range.upperBound)), training: false)
             let logitsLayer = softmaxLogitsLayer
             let elements = try loss.elementLosses(
                 targets: batchY, predictions: logitsLayer?.lastLogits ?? predictions,
