@@ -161,7 +161,8 @@ static inline uint64_t split_mix(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-void nk_dropout_mask(float *mask, long first_block, long end_block, long count, float rate, float scale, uint64_t seed) {
+void nk_dropout(const float *input, float *mask, float *output, long first_block, long end_block, long count, float rate,
+                float scale, uint64_t seed) {
     const long block_size = 65536;
     // An element is kept when its 32-bit draw is at least rate * 2^32.
     double limit = (double)rate * 4294967296.0;
@@ -183,5 +184,10 @@ void nk_dropout_mask(float *mask, long first_block, long end_block, long count, 
             mask[i] = (bits & 0xFFFFFFFFull) >= threshold ? scale : 0.0f;
             if (i + 1 < end) mask[i + 1] = (bits >> 32) >= threshold ? scale : 0.0f;
         }
+        for (long i = begin; i < end; i++) output[i] = input[i] * mask[i];
     }
+}
+
+void nk_multiply(const float *a, const float *b, float *output, long first, long end) {
+    for (long i = first; i < end; i++) output[i] = a[i] * b[i];
 }

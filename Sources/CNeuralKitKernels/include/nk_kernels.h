@@ -28,9 +28,15 @@ void nk_max_pool(const float *input, const nk_geometry *g, long first, long end,
 void nk_max_pool_backward(const float *output_gradient, const int32_t *argmax, const nk_geometry *g, long first, long end,
                           float *input_gradient);
 
-/// Fills `mask` with 0 or `scale` for dropout: an element is kept with probability
-/// 1 - rate. Blocks of 65,536 elements draw from their own xoshiro256** stream seeded from
-/// `seed` and the block index, so the mask does not depend on how blocks are split over threads.
-void nk_dropout_mask(float *mask, long first_block, long end_block, long count, float rate, float scale, uint64_t seed);
+/// Applies dropout to the blocks [first_block, end_block) of `count` elements: `mask`
+/// receives 0 or `scale` (an element is kept with probability 1 - rate) and
+/// `output = input * mask`. Each block of 65,536 elements draws from its own
+/// xoshiro256** stream seeded from `seed` and the block index, so the result does not
+/// depend on how blocks are split over threads.
+void nk_dropout(const float *input, float *mask, float *output, long first_block, long end_block, long count, float rate,
+                float scale, uint64_t seed);
+
+/// Computes `output[i] = a[i] * b[i]` for i in [first, end).
+void nk_multiply(const float *a, const float *b, float *output, long first, long end);
 
 #endif

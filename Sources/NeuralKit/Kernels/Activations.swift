@@ -17,22 +17,30 @@ func activate(_ row: UnsafeMutablePointer<Float>, count: Int, activation: Activa
     }
 }
 
-/// Turns the gradient with respect to an activation's output into the gradient with
-/// respect to its input, in place, for one row, given the activation's output `y`.
-func activationBackward(_ gradient: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int, activation: Activation) {
+/// Writes into `result` the gradient with respect to an activation's input, from the
+/// gradient `g` with respect to its output and the output `y` itself, for `rows` rows
+/// of `columns` values; softmax acts on each whole row.
+func activationBackward(
+    _ g: UnsafePointer<Float>, output y: UnsafePointer<Float>, into result: UnsafeMutablePointer<Float>,
+    rows: Int, columns: Int, activation: Activation
+) {
+    let count = rows * columns
     switch activation {
     case .linear:
-        break
+        result.update(from: g, count: count)
     case .relu:
-        for c in 0..<count { gradient[c] = y[c] > 0 ? gradient[c] : 0 }
+        for i in 0..<count { result[i] = y[i] > 0 ? g[i] : 0 }
     case .sigmoid:
-        for c in 0..<count { gradient[c] *= y[c] * (1 - y[c]) }
+        for i in 0..<count { result[i] = g[i] * y[i] * (1 - y[i]) }
     case .tanh:
-        for c in 0..<count { gradient[c] *= 1 - y[c] * y[c] }
+        for i in 0..<count { result[i] = g[i] * (1 - y[i] * y[i]) }
     case .softmax:
-        var dot: Float = 0
-        for c in 0..<count { dot += gradient[c] * y[c] }
-        for c in 0..<count { gradient[c] = y[c] * (gradient[c] - dot) }
+        for r in 0..<rows {
+            let offset = r * columns
+            var dot: Float = 0
+            for c in 0..<columns { dot += g[offset + c] * y[offset + c] }
+            for c in 0..<columns { result[offset + c] = y[offset + c] * (g[offset + c] - dot) }
+        }
     }
 }
 

@@ -25,12 +25,13 @@ public protocol Backend: AnyObject {
         into output: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?)
 
     /// Computes the gradients of a convolution. `outputGradient` is the gradient with
-    /// respect to the activation's output; it is turned in place into the gradient with
-    /// respect to the pre-activation output, using `output` (the forward result).
-    /// `kernelGradient` and `biasGradient` are overwritten, and so is `inputGradient`
-    /// when given.
+    /// respect to the activation's output; `preActivationGradient`, of the same size,
+    /// receives the gradient with respect to the pre-activation output, computed from
+    /// `output` (the forward result). `kernelGradient` and `biasGradient` are overwritten,
+    /// and so is `inputGradient` when given.
     func convolutionBackward(
-        _ outputGradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, activation: Activation,
+        _ outputGradient: UnsafePointer<Float>, preActivationGradient: UnsafeMutablePointer<Float>,
+        output: UnsafePointer<Float>, activation: Activation,
         input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, geometry: ConvolutionGeometry, filters: Int,
         kernelGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?,
         inputGradient: UnsafeMutablePointer<Float>?)
@@ -40,9 +41,15 @@ public protocol Backend: AnyObject {
         _ input: UnsafePointer<Float>, geometry: ConvolutionGeometry,
         into output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>)
 
-    /// Fills `mask` with `1 / (1 - rate)` for kept elements and 0 for dropped ones; each
-    /// element is kept with probability `1 - rate`. The mask depends only on `seed`.
-    func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Float, seed: UInt64)
+    /// Applies inverted dropout: `mask` receives `1 / (1 - rate)` for kept elements and 0
+    /// for dropped ones, each kept with probability `1 - rate`, and `output = input * mask`.
+    /// The mask depends only on `seed` and `count`.
+    func dropout(
+        _ input: UnsafePointer<Float>, mask: UnsafeMutablePointer<Float>, into output: UnsafeMutablePointer<Float>,
+        count: Int, rate: Float, seed: UInt64)
+
+    /// Computes `output[i] = a[i] * b[i]` for `count` elements.
+    func multiply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, count: Int)
 
     /// Routes each output gradient to the input position that held the maximum.
     /// `inputGradient`, of the input's size, is overwritten.
@@ -66,13 +73,15 @@ extension Backend {
 
     /// Computes the gradients of `denseForward`, with the same contract as `convolutionBackward`.
     public func denseBackward(
-        _ outputGradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, activation: Activation,
+        _ outputGradient: UnsafePointer<Float>, preActivationGradient: UnsafeMutablePointer<Float>,
+        output: UnsafePointer<Float>, activation: Activation,
         input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, rows: Int, inputUnits: Int, units: Int,
         kernelGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?,
         inputGradient: UnsafeMutablePointer<Float>?
     ) {
         convolutionBackward(
-            outputGradient, output: output, activation: activation, input: input, kernel: kernel,
+            outputGradient, preActivationGradient: preActivationGradient, output: output, activation: activation,
+            input: input, kernel: kernel,
             geometry: .pointwise(rows: rows, inputUnits: inputUnits), filters: units,
             kernelGradient: kernelGradient, biasGradient: biasGradient, inputGradient: inputGradient)
     }

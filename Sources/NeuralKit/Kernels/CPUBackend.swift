@@ -93,7 +93,8 @@ public final class CPUBackend: Backend {
     }
 
     public func convolutionBackward(
-        _ outputGradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, activation: Activation,
+        _ outputGradient: UnsafePointer<Float>, preActivationGradient: UnsafeMutablePointer<Float>,
+        output: UnsafePointer<Float>, activation: Activation,
         input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, geometry g: ConvolutionGeometry, filters: Int,
         kernelGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?,
         inputGradient: UnsafeMutablePointer<Float>?
@@ -110,11 +111,10 @@ public final class CPUBackend: Backend {
             forEachChunk(batch: g.batch, floatsPerSample: positions * patchSize, scratch: scratch) { workspace, samples in
                 let firstRow = samples.lowerBound * positions
                 let rows = samples.count * positions
-                let gradientChunk = outputGradient + firstRow * filters
-                let outputChunk = output + firstRow * filters
-                for row in 0..<rows {
-                    activationBackward(gradientChunk + row * filters, output: outputChunk + row * filters, count: filters, activation: activation)
-                }
+                let gradientChunk = preActivationGradient + firstRow * filters
+                activationBackward(
+                    outputGradient + firstRow * filters, output: output + firstRow * filters, into: gradientChunk,
+                    rows: rows, columns: filters, activation: activation)
 
                 // Kernel and bias gradients: this thread's chunks add into its own partial sums.
                 let columns = im2col(input, geometry: g, samples: samples, workspace: workspace)
@@ -178,10 +178,19 @@ public final class CPUBackend: Backend {
         }
     }
 
-    public func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, count: Int, rate: Float, seed: UInt64) {
+    public func dropout(
+        _ input: UnsafePointer<Float>, mask: UnsafeMutablePointer<Float>, into output: UnsafeMutablePointer<Float>,
+        count: Int, rate: Float, seed: UInt64
+    ) {
         let blocks = (count + 65_535) / 65_536
         parallelRanges(count: blocks) { range in
-            nk_dropout_mask(mask, range.lowerBound, range.upperBound, count, rate, 1 / (1 - rate), seed)
+            nk_dropout(input, mask, output, range.lowerBound, range.upperBound, count, rate, 1 / (1 - rate), seed)
+        }
+    }
+
+    public func multiply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>, count: Int) {
+        parallelRanges(count: count, minimumChunk: 65_536) { range in
+            nk_multiply(a, b, output, range.lowerBound, range.upperBound)
         }
     }
 

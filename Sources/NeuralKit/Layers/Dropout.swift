@@ -48,10 +48,13 @@ public final class Dropout: Layer {
         output.resize(to: input.shape, filler: 0)
 
         let seed = generator.next()
-        mask.withUnsafeMutableBufferPointer { m in
-            backend.fillDropoutMask(m.baseAddress!, count: m.count, rate: rate, seed: seed)
+        input.scalars.withUnsafeBufferPointer { x in
+            mask.withUnsafeMutableBufferPointer { m in
+                output.scalars.withUnsafeMutableBufferPointer { y in
+                    backend.dropout(x.baseAddress!, mask: m.baseAddress!, into: y.baseAddress!, count: m.count, rate: rate, seed: seed)
+                }
+            }
         }
-        multiply(input, by: mask, into: &output)
         return output
     }
 
@@ -59,18 +62,14 @@ public final class Dropout: Layer {
         guard needsInputGradient else { return nil }
         guard !mask.isEmpty else { return outputGradient }
         precondition(outputGradient.count == mask.count, "Dropout '\(name)': gradient shape \(formatShape(outputGradient.shape)) differs from the last training input")
-        multiply(outputGradient, by: mask, into: &inputGradient)
-        return inputGradient
-    }
-
-    private func multiply(_ values: Tensor<Float>, by mask: [Float], into result: inout Tensor<Float>) {
-        result.resize(to: values.shape, filler: 0)
-        values.scalars.withUnsafeBufferPointer { x in
+        inputGradient.resize(to: outputGradient.shape, filler: 0)
+        outputGradient.scalars.withUnsafeBufferPointer { g in
             mask.withUnsafeBufferPointer { m in
-                result.scalars.withUnsafeMutableBufferPointer { y in
-                    for index in 0..<y.count { y[index] = x[index] * m[index] }
+                inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
+                    backend.multiply(g.baseAddress!, m.baseAddress!, into: dx.baseAddress!, count: dx.count)
                 }
             }
         }
+        return inputGradient
     }
 }

@@ -24,13 +24,13 @@ struct LayerBuffers {
         return Self.run(input, into: &inferenceOutput, shape: outputShape, compute)
     }
 
-    /// Copies `outputGradient` into a buffer the kernels may overwrite, sizes the input
-    /// gradient, and runs `compute(input, output, gradient, inputGradient)`.
+    /// Sizes a buffer for the pre-activation gradient and the input gradient, and runs
+    /// `compute(input, output, outputGradient, preActivationGradient, inputGradient)`.
     ///
     /// - Returns: the input gradient, or nil when `needsInputGradient` is false.
     mutating func backward(
         _ outputGradient: Tensor<Float>, needsInputGradient: Bool, layer: String,
-        compute: (Tensor<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?) -> Void
+        compute: (Tensor<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?) -> Void
     ) -> Tensor<Float>? {
         guard let input = lastInput else {
             preconditionFailure("layer '\(layer)': backward needs a preceding forward pass with training: true")
@@ -39,17 +39,18 @@ struct LayerBuffers {
             outputGradient.shape == trainingOutput.shape,
             "layer '\(layer)': gradient shape \(formatShape(outputGradient.shape)) differs from output shape \(formatShape(trainingOutput.shape))")
         gradient.resize(to: outputGradient.shape, filler: 0)
-        gradient.scalars.withUnsafeMutableBufferPointer { g in
-            outputGradient.scalars.withUnsafeBufferPointer { source in g.baseAddress!.update(from: source.baseAddress!, count: source.count) }
-        }
         if needsInputGradient { inputGradient.resize(to: input.shape, filler: 0) }
 
         trainingOutput.scalars.withUnsafeBufferPointer { y in
-            gradient.scalars.withUnsafeMutableBufferPointer { g in
-                if needsInputGradient {
-                    inputGradient.scalars.withUnsafeMutableBufferPointer { dx in compute(input, y.baseAddress!, g.baseAddress!, dx.baseAddress!) }
-                } else {
-                    compute(input, y.baseAddress!, g.baseAddress!, nil)
+            outputGradient.scalars.withUnsafeBufferPointer { dy in
+                gradient.scalars.withUnsafeMutableBufferPointer { g in
+                    if needsInputGradient {
+                        inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
+                            compute(input, y.baseAddress!, dy.baseAddress!, g.baseAddress!, dx.baseAddress!)
+                        }
+                    } else {
+                        compute(input, y.baseAddress!, dy.baseAddress!, g.baseAddress!, nil)
+                    }
                 }
             }
         }
