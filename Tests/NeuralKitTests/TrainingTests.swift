@@ -85,6 +85,44 @@ import NeuralKit
         #expect(message?.contains("x contains inf at index (1, 0)") == true, "\(message ?? "no error")")
     }
 
+    @Test func divergingTrainingStopsWithLastGoodWeights() throws {
+        // A learning rate of 1e38 overflows the weights' update; fit must stop before the
+        // update that would leave infinite weights behind.
+        let model = Sequential([Input(shape: [2]), Dense(units: 2)], seed: 3)
+        try model.compile(loss: SparseCategoricalCrossentropy(fromLogits: true), optimizer: SGD(learningRate: 1e38))
+        let message = errorMessage {
+            try model.fit(x: Tensor([[1, 2], [3, 4], [5, 6], [7, 8]]), y: Tensor<Int32>([0, 1, 0, 1]), batchSize: 1, epochs: 3, verbose: .silent)
+        }
+        #expect(message?.contains("epoch 1, batch ") == true, "\(message ?? "no error")")
+        #expect(message?.contains("the weights are those after the last good batch") == true)
+        #expect(model.parameters.allSatisfy { $0.value.scalars.allSatisfy { $0.isFinite } })
+    }
+
+    @Test func softmaxWithFromLogitsWarns() throws {
+        let model = Sequential([Input(shape: [3]), Dense(units: 4, activation: .softmax)])
+        try model.compile(loss: SparseCategoricalCrossentropy(fromLogits: true), optimizer: Adam())
+        #expect(model.warnings.count == 1)
+        #expect(model.warnings.first?.contains("already applies softmax") == true)
+    }
+
+    @Test func singleUnitSoftmaxWarns() throws {
+        let model = Sequential([Input(shape: [3]), Dense(units: 1, activation: .softmax)])
+        try model.compile(loss: CategoricalCrossentropy(), optimizer: Adam())
+        #expect(model.warnings == ["layer 'dense' applies softmax to 1 unit, which always outputs 1; use sigmoid for a binary output"])
+    }
+
+    @Test func accuracySkipsIgnoredLabels() throws {
+        // Per-pixel labels with class -1 ignored: the loss leaves those pixels out, and so does accuracy.
+        let model = Sequential([Input(shape: [2, 2, 1]), Conv2D(filters: 3, kernelSize: 1, activation: .softmax)], seed: 2)
+        try model.compile(loss: SparseCategoricalCrossentropy(ignoreClass: -1), optimizer: Adam(), metrics: ["accuracy"])
+        let labels = Tensor<Int32>(shape: [2, 2, 2], scalars: [0, 1, -1, 2, -1, -1, 1, 0])
+        let history = try model.fit(x: randomTensor([2, 2, 2, 1], seed: 6), y: labels, batchSize: 2, verbose: .silent)
+        let accuracy = try #require(history["accuracy"]?.first)
+        // 5 labelled pixels: the accuracy is a multiple of 1/5.
+        #expect(abs(accuracy * 5 - (accuracy * 5).rounded()) < 1e-5, "accuracy \(accuracy)")
+        #expect(history["loss"]!.allSatisfy { $0.isFinite })
+    }
+
     @Test func validationSplitTakesLastSamples() throws {
         // After fit, the last epoch's val_loss is the loss of the final weights on the last
         // 20% of the samples, in their original order.

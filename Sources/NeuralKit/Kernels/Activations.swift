@@ -18,8 +18,8 @@ func activate(_ row: UnsafeMutablePointer<Float>, count: Int, activation: Activa
 }
 
 /// Writes into `result` the gradient with respect to an activation's input, from the
-/// gradient `g` with respect to its output and the output `y` itself, for `rows` rows
-/// of `columns` values; softmax acts on each whole row.
+/// gradient `g` with respect to its output and the output `y` itself. The values form
+/// `rows` rows of `columns`, and softmax acts on each whole row.
 func activationBackward(
     _ g: UnsafePointer<Float>, output y: UnsafePointer<Float>, into result: UnsafeMutablePointer<Float>,
     rows: Int, columns: Int, activation: Activation

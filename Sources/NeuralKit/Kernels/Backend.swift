@@ -1,4 +1,4 @@
-/// The compute kernels that layers, losses and optimizers call.
+/// The compute kernels that layers call.
 ///
 /// Layers hold no kernel code of their own: a faster CPU path, bfloat16 or another
 /// device replaces this protocol's implementation without touching them. Buffers are
@@ -25,7 +25,7 @@ public protocol Backend: AnyObject {
         into output: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?)
 
     /// Computes the gradients of a convolution. `outputGradient` is the gradient with
-    /// respect to the activation's output; `preActivationGradient`, of the same size,
+    /// respect to the activation's output. `preActivationGradient`, of the same size,
     /// receives the gradient with respect to the pre-activation output, computed from
     /// `output` (the forward result). `kernelGradient` and `biasGradient` are overwritten,
     /// and so is `inputGradient` when given.
@@ -139,7 +139,7 @@ public struct ConvolutionGeometry: Equatable, Sendable {
 
     public var inputCount: Int { batch * inputHeight * inputWidth * channels }
 
-    /// The geometry of a 1x1 convolution over `rows` one-pixel samples: a dense layer.
+    /// Returns the geometry of a 1x1 convolution over `rows` one-pixel samples: a dense layer.
     public static func pointwise(rows: Int, inputUnits: Int) -> ConvolutionGeometry {
         ConvolutionGeometry(
             batch: rows, inputHeight: 1, inputWidth: 1, channels: inputUnits,
@@ -152,7 +152,7 @@ public struct ConvolutionGeometry: Equatable, Sendable {
     }
 }
 
-/// How convolution and pooling treat the border, as Keras' `padding` argument.
+/// The border treatment of convolution and pooling, as Keras' `padding` argument.
 public enum Padding: String, Sendable, CaseIterable {
     /// No padding: only windows that fit inside the input.
     case valid

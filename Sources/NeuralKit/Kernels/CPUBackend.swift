@@ -52,8 +52,8 @@ public final class CPUBackend: Backend {
         m: Int, n: Int, k: Int, alpha: Float, beta: Float
     ) {
         guard m > 0, n > 0 else { return }
-        // Each thread computes a block of rows of c; a row block of op(a) starts `start`
-        // rows down, or `start` columns across when a is transposed.
+        // Each thread computes a block of rows of c. That block of op(a) starts
+        // rows.lowerBound rows down a, or as many columns across when a is transposed.
         parallelRanges(count: m, minimumChunk: 64) { rows in
             let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * k
             gemm(
@@ -196,9 +196,9 @@ public final class CPUBackend: Backend {
 
     // MARK: - Chunks and threads
 
-    /// Splits `batch` samples into chunks of about `chunkFloats / floatsPerSample`
-    /// samples, a multiple of `threadCount` chunks in all, and runs `body` on each; thread
-    /// `t` takes chunks `t`, `t + threadCount`, ... in order.
+    /// Splits `batch` samples into chunks of about `chunkFloats / floatsPerSample` samples,
+    /// a multiple of `threadCount` chunks in all, and runs `body` on each. Thread `t` takes
+    /// chunks `t`, `t + threadCount`, ... in order.
     private func forEachChunk(
         batch: Int, floatsPerSample: Int, scratch: [ThreadScratch], _ body: (ThreadScratch, Range<Int>) -> Void
     ) {
@@ -299,7 +299,7 @@ final class ThreadScratch {
     }
 }
 
-/// One single-threaded `cblas_sgemm` call in row-major order:
+/// Calls single-threaded `cblas_sgemm` in row-major order:
 /// `c = alpha * op(a) * op(b) + beta * c`, with `op(a)` of `m x k` and `op(b)` of `k x n`.
 func gemm(
     _ a: UnsafePointer<Float>, transposeA: Bool, lda: Int,

@@ -45,7 +45,7 @@ public final class Conv2D: ActivatedLayer {
         self.backend = defaultBackend
     }
 
-    /// A square kernel: `Conv2D(filters: 32, kernelSize: 3)`.
+    /// Creates a layer with a square kernel: `Conv2D(filters: 32, kernelSize: 3)`.
     public convenience init(
         filters: Int, kernelSize: Int, strides: Int = 1, padding: Padding = .valid,
         activation: Activation = .linear, useBias: Bool = true, name: String = ""

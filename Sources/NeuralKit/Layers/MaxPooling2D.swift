@@ -32,7 +32,7 @@ public final class MaxPooling2D: Layer {
         self.backend = defaultBackend
     }
 
-    /// A square window: `MaxPooling2D(poolSize: 2)`.
+    /// Creates a layer with a square window: `MaxPooling2D(poolSize: 2)`.
     public convenience init(poolSize: Int, strides: Int? = nil, padding: Padding = .valid, name: String = "") {
         self.init(poolSize: (poolSize, poolSize), strides: strides.map { ($0, $0) }, padding: padding, name: name)
     }

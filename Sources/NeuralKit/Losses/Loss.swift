@@ -1,6 +1,6 @@
 import Foundation
 
-/// How a loss combines its per-element values into the value it returns, as Keras'
+/// The combination of a loss's per-element values into the value it returns, as Keras'
 /// `reduction` argument.
 public enum Reduction: String, Sendable {
     /// The weighted sum divided by the number of elements (Keras' default). Elements
@@ -21,7 +21,7 @@ public struct ElementLosses {
     public var shape: [Int]
     /// False where an element is left out (`ignoreClass`); nil when none are.
     public var included: [Bool]?
-    /// Same shape as the predictions: row `e` holds the gradient of `values[e]`.
+    /// Same shape as the predictions: row `e` contains the gradient of `values[e]`.
     public var gradient: Tensor<Float>
 }
 
@@ -38,8 +38,8 @@ public protocol Loss {
     func validate(targets: Targets, predictionShape: [Int]) throws
 
     /// Computes per-element losses and gradients. With `predictionsAreLogits` the
-    /// predictions are treated as logits whatever `fromLogits` says: a model ending in
-    /// softmax hands its logits here, as Keras does.
+    /// predictions are treated as logits regardless of `fromLogits`, because a model
+    /// ending in softmax passes its logits here, as Keras does.
     func elementLosses(targets: Targets, predictions: Tensor<Float>, predictionsAreLogits: Bool) throws -> ElementLosses
 
     /// Whether a model ending in softmax may hand this loss its logits when

@@ -132,7 +132,7 @@ func clipProbability(_ p: Float) -> Float {
     min(max(p, probabilityEpsilon), 1 - probabilityEpsilon)
 }
 
-/// Whether the clip leaves `p` unchanged, so that the gradient passes through it.
+/// Returns whether the clip leaves `p` unchanged, so that the gradient passes through it.
 func isInsideClip(_ p: Float) -> Bool {
     p >= probabilityEpsilon && p <= 1 - probabilityEpsilon
 }

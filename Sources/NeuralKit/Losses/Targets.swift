@@ -14,7 +14,7 @@ public enum Targets: Sendable {
         }
     }
 
-    /// The targets of the samples at `indices` along the first axis.
+    /// Returns the targets of the samples at `indices` along the first axis.
     public func gathering(rows indices: some Collection<Int>) -> Targets {
         switch self {
         case .classIndices(let tensor): return .classIndices(tensor.gathering(rows: indices))
@@ -22,7 +22,7 @@ public enum Targets: Sendable {
         }
     }
 
-    /// The targets of the samples in `range` along the first axis.
+    /// Returns the targets of the samples in `range` along the first axis.
     public func slicing(rows range: Range<Int>) -> Targets {
         switch self {
         case .classIndices(let tensor): return .classIndices(tensor.slicing(rows: range))

@@ -35,20 +35,26 @@ public class MeanHitRate {
 /// Keras' `SparseCategoricalAccuracy`. Labels have the prediction shape without the
 /// class axis, or with a trailing axis of 1.
 public final class SparseCategoricalAccuracy: MeanHitRate, Metric {
-    public override init(name: String = "sparse_categorical_accuracy") {
+    /// A label left out of the accuracy, as `ignoreClass` leaves it out of the loss; nil for none.
+    public let ignoreClass: Int?
+
+    public init(ignoreClass: Int? = nil, name: String = "sparse_categorical_accuracy") {
+        self.ignoreClass = ignoreClass
         super.init(name: name)
     }
 
     public func update(targets: Targets, predictions: Tensor<Float>) throws {
-        let labels = try sparseLabels(targets, predictions: predictions, metric: name)
+        let labels = try sparseLabels(targets, predictions: predictions, metric: name, ignoreClass: ignoreClass)
         let classes = predictions.shape.last ?? 1
         var hits = 0
+        var counted = 0
         predictions.scalars.withUnsafeBufferPointer { p in
-            for (e, label) in labels.enumerated() where argmax(p.baseAddress! + e * classes, count: classes) == label {
-                hits += 1
+            for (e, label) in labels.enumerated() where label != ignoreClass {
+                counted += 1
+                if argmax(p.baseAddress! + e * classes, count: classes) == label { hits += 1 }
             }
         }
-        add(hits: hits, total: labels.count)
+        add(hits: hits, total: counted)
     }
 }
 
@@ -144,7 +150,7 @@ public final class BinaryAccuracy: MeanHitRate, Metric {
     }
 }
 
-/// The index of the largest of `count` values; the first one on ties, as `argmax` in Keras.
+/// Returns the index of the largest of `count` values, the first one on ties, as `argmax` in Keras.
 func argmax(_ row: UnsafePointer<Float>, count: Int) -> Int {
     var best = 0
     for c in 1..<max(count, 1) where row[c] > row[best] { best = c }
@@ -152,8 +158,8 @@ func argmax(_ row: UnsafePointer<Float>, count: Int) -> Int {
 }
 
 /// Checks and converts sparse labels for an accuracy metric.
-private func sparseLabels(_ targets: Targets, predictions: Tensor<Float>, metric: String) throws -> [Int] {
-    let loss = SparseCategoricalCrossentropy()
+private func sparseLabels(_ targets: Targets, predictions: Tensor<Float>, metric: String, ignoreClass: Int? = nil) throws -> [Int] {
+    let loss = SparseCategoricalCrossentropy(ignoreClass: ignoreClass)
     do {
         _ = try loss.labelCount(targetShape: targets.shape, predictionShape: predictions.shape)
         return try loss.classLabels(targets, classes: predictions.shape.last ?? 0)
@@ -163,7 +169,7 @@ private func sparseLabels(_ targets: Targets, predictions: Tensor<Float>, metric
 }
 
 extension NeuralKitError {
-    /// The same error with its message naming `subject` instead of `original`.
+    /// Returns the same error with its message naming `subject` instead of `original`.
     func replacingSubject(_ original: String, with subject: String) -> NeuralKitError {
         switch self {
         case .invalidArgument(let m): return .invalidArgument(m.replacingOccurrences(of: original, with: subject))
@@ -182,11 +188,14 @@ extension NeuralKitError {
 func resolveMetric(_ name: String, loss: any Loss, outputUnits: Int) throws -> any Metric {
     switch name {
     case "accuracy", "acc":
-        if loss is SparseCategoricalCrossentropy { return SparseCategoricalAccuracy(name: name) }
+        if let sparse = loss as? SparseCategoricalCrossentropy {
+            return SparseCategoricalAccuracy(ignoreClass: sparse.ignoreClass, name: name)
+        }
         if loss is CategoricalCrossentropy { return CategoricalAccuracy(name: name) }
         if outputUnits == 1 { return BinaryAccuracy(name: name) }
         return CategoricalAccuracy(name: name)
-    case "sparse_categorical_accuracy": return SparseCategoricalAccuracy()
+    case "sparse_categorical_accuracy":
+        return SparseCategoricalAccuracy(ignoreClass: (loss as? SparseCategoricalCrossentropy)?.ignoreClass)
     case "categorical_accuracy": return CategoricalAccuracy()
     case "binary_accuracy": return BinaryAccuracy()
     case "sparse_top_k_categorical_accuracy": return SparseTopKCategoricalAccuracy()

@@ -138,4 +138,6 @@ struct MetricRecord: Codable {
     var k: Int?
     /// `BinaryAccuracy`.
     var threshold: Float?
+    /// `SparseCategoricalAccuracy`; absent for none.
+    var ignoreClass: Int?
 }

@@ -268,7 +268,7 @@ struct ModelFileReader {
     func makeMetric(from record: MetricRecord) throws -> any Metric {
         switch record.type {
         case "SparseCategoricalAccuracy":
-            return SparseCategoricalAccuracy(name: record.name)
+            return SparseCategoricalAccuracy(ignoreClass: record.ignoreClass, name: record.name)
         case "CategoricalAccuracy":
             return CategoricalAccuracy(name: record.name)
         case "SparseTopKCategoricalAccuracy":

@@ -175,8 +175,8 @@ extension Sequential {
             return MetricRecord(type: "SparseTopKCategoricalAccuracy", name: topK.name, k: topK.k)
         case let binary as BinaryAccuracy:
             return MetricRecord(type: "BinaryAccuracy", name: binary.name, threshold: binary.threshold)
-        case is SparseCategoricalAccuracy:
-            return MetricRecord(type: "SparseCategoricalAccuracy", name: metric.name)
+        case let sparse as SparseCategoricalAccuracy:
+            return MetricRecord(type: "SparseCategoricalAccuracy", name: metric.name, ignoreClass: sparse.ignoreClass)
         case is CategoricalAccuracy:
             return MetricRecord(type: "CategoricalAccuracy", name: metric.name)
         default:

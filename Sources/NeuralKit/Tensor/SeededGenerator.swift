@@ -19,8 +19,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         state = (nextSplitMix(), nextSplitMix(), nextSplitMix(), nextSplitMix())
     }
 
-    /// Restores a generator from the four words of `stateWords`; nil unless there are
-    /// exactly four and not all are zero, since xoshiro256** stays at zero from there.
+    /// Restores a generator from the four words of `stateWords`. Returns nil unless there
+    /// are exactly four and not all are zero, because xoshiro256** stays at zero from there.
     init?(stateWords words: [UInt64]) {
         guard words.count == 4, words.contains(where: { $0 != 0 }) else { return nil }
         state = (words[0], words[1], words[2], words[3])
@@ -41,7 +41,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         return result
     }
 
-    /// A uniform Float in [0, 1) with 24 random bits.
+    /// Returns a uniform Float in [0, 1) with 24 random bits.
     public mutating func nextUnitFloat() -> Float {
         Float(next() >> 40) * (1.0 / 16_777_216.0)
     }

@@ -59,7 +59,7 @@ public struct Tensor<Scalar> {
         shape = newShape
     }
 
-    /// The elements along the first axis at `indices`, in that order.
+    /// Returns the elements along the first axis at `indices`, in that order.
     ///
     /// Used to form batches: `x.gathering(rows: batchIndices)`.
     public func gathering(rows indices: some Collection<Int>) -> Tensor {
@@ -93,7 +93,7 @@ public struct Tensor<Scalar> {
         }
     }
 
-    /// The rows `range` along the first axis.
+    /// Returns the rows `range` along the first axis.
     public func slicing(rows range: Range<Int>) -> Tensor {
         precondition(rank >= 1, "cannot take rows of a scalar tensor")
         precondition(

@@ -166,7 +166,26 @@ extension Sequential {
                 outputGradient = layers[index].backward(current, needsInputGradient: needsInputGradient)
             }
         }
+        // A non-finite gradient would poison the weights, so the step stops before the update.
+        for layer in layers {
+            for parameter in layer.parameters {
+                if let index = parameter.gradient.scalars.firstIndex(where: { !$0.isFinite }) {
+                    throw NeuralKitError.nonFiniteValue(
+                        "the gradient of \(layer.name)/\(parameter.name) is \(parameter.gradient.scalars[index]) at "
+                            + formatIndex(index, shape: parameter.gradient.shape))
+                }
+            }
+        }
+        // The update itself can overflow (a huge learning rate). The saved values share storage
+        // with the parameters until the update writes, so keeping them costs one copy per step.
+        let parameters = self.parameters
+        let previousValues = parameters.map(\.value)
         optimizer.apply(to: parameters)
+        if parameters.contains(where: { $0.value.scalars.contains { !$0.isFinite } }) {
+            for (parameter, value) in zip(parameters, previousValues) { parameter.value = value }
+            throw NeuralKitError.nonFiniteValue(
+                "the weight update produced NaN or infinity, so it was undone; lower the learning rate")
+        }
         return lossValue
     }
 

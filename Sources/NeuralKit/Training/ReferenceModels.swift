@@ -1,6 +1,6 @@
 /// Ready-made models used by the command-line tool, the tests and the benchmarks.
 public enum ReferenceModels {
-    /// The Keras MNIST convolutional network: Conv2D(32, 3x3, relu), MaxPooling2D(2x2),
+    /// Creates the Keras MNIST convolutional network: Conv2D(32, 3x3, relu), MaxPooling2D(2x2),
     /// Dropout(0.25), Conv2D(64, 3x3, relu), MaxPooling2D(2x2), Dropout(0.25), Flatten,
     /// Dense(256, relu), Dense(classes, softmax). For 28x28x1 inputs and 10 classes it
     /// has 431,242 parameters.

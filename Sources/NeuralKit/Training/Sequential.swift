@@ -134,6 +134,15 @@ public final class Sequential {
         warnAboutSoftmaxMisuse()
     }
 
+    /// The warnings the last `compile` printed to standard error, such as softmax
+    /// followed by a loss with `fromLogits: true`.
+    public private(set) var warnings: [String] = []
+
+    private func warn(_ message: String) {
+        warnings.append(message)
+        printWarning(message)
+    }
+
     var metricNames: [String] = []
     var metricObjects: [any Metric] = []
 
@@ -218,16 +227,17 @@ public final class Sequential {
         layer.name = candidate
     }
 
-    /// Prints warnings for softmax set-ups that train badly, as Keras does.
+    /// Prints warnings for softmax set-ups that train badly, and keeps them in `warnings`.
     private func warnAboutSoftmaxMisuse() {
+        warnings = []
         guard let last = layers.last as? any ActivatedLayer, last.activation == .softmax else { return }
         if let loss, loss.fromLogits {
-            printWarning(
+            warn(
                 "\(loss.name) has fromLogits: true, but layer '\(last.name)' already applies softmax, so the loss sees "
                     + "probabilities as logits; remove the activation or pass fromLogits: false")
         }
         if let units = (last as? Dense)?.units ?? (last as? Conv2D)?.filters, units == 1 {
-            printWarning(
+            warn(
                 "layer '\(last.name)' applies softmax to 1 unit, which always outputs 1; use sigmoid for a binary output")
         }
     }

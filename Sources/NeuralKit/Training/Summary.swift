@@ -1,7 +1,7 @@
 import Foundation
 
 extension Sequential {
-    /// A table of the layers with their output shapes and parameter counts, in the
+    /// Returns a table of the layers with their output shapes and parameter counts, in the
     /// layout of Keras 3's `model.summary()`, followed by the totals and, once compiled,
     /// the loss and the metric each name resolved to.
     ///
