@@ -25,13 +25,11 @@ public protocol Backend: AnyObject {
         into output: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>?)
 
     /// Computes the gradients of a convolution. `outputGradient` is the gradient with
-    /// respect to the activation's output. `preActivationGradient`, of the same size,
-    /// receives the gradient with respect to the pre-activation output, computed from
-    /// `output` (the forward result). `kernelGradient` and `biasGradient` are overwritten,
-    /// and so is `inputGradient` when given.
+    /// respect to the activation's output, and `output` is the forward result, from which
+    /// the activation's derivative is computed. `kernelGradient` and `biasGradient` are
+    /// overwritten, and so is `inputGradient` when given.
     func convolutionBackward(
-        _ outputGradient: UnsafePointer<Float>, preActivationGradient: UnsafeMutablePointer<Float>,
-        output: UnsafePointer<Float>, activation: Activation,
+        _ outputGradient: UnsafePointer<Float>, output: UnsafePointer<Float>, activation: Activation,
         input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, geometry: ConvolutionGeometry, filters: Int,
         kernelGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?,
         inputGradient: UnsafeMutablePointer<Float>?)
@@ -73,15 +71,13 @@ extension Backend {
 
     /// Computes the gradients of `denseForward`, with the same contract as `convolutionBackward`.
     public func denseBackward(
-        _ outputGradient: UnsafePointer<Float>, preActivationGradient: UnsafeMutablePointer<Float>,
-        output: UnsafePointer<Float>, activation: Activation,
+        _ outputGradient: UnsafePointer<Float>, output: UnsafePointer<Float>, activation: Activation,
         input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, rows: Int, inputUnits: Int, units: Int,
         kernelGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?,
         inputGradient: UnsafeMutablePointer<Float>?
     ) {
         convolutionBackward(
-            outputGradient, preActivationGradient: preActivationGradient, output: output, activation: activation,
-            input: input, kernel: kernel,
+            outputGradient, output: output, activation: activation, input: input, kernel: kernel,
             geometry: .pointwise(rows: rows, inputUnits: inputUnits), filters: units,
             kernelGradient: kernelGradient, biasGradient: biasGradient, inputGradient: inputGradient)
     }

@@ -93,8 +93,7 @@ public final class CPUBackend: Backend {
     }
 
     public func convolutionBackward(
-        _ outputGradient: UnsafePointer<Float>, preActivationGradient: UnsafeMutablePointer<Float>,
-        output: UnsafePointer<Float>, activation: Activation,
+        _ outputGradient: UnsafePointer<Float>, output: UnsafePointer<Float>, activation: Activation,
         input: UnsafePointer<Float>, kernel: UnsafePointer<Float>, geometry g: ConvolutionGeometry, filters: Int,
         kernelGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?,
         inputGradient: UnsafeMutablePointer<Float>?
@@ -111,7 +110,9 @@ public final class CPUBackend: Backend {
             forEachChunk(batch: g.batch, floatsPerSample: positions * patchSize, scratch: scratch) { workspace, samples in
                 let firstRow = samples.lowerBound * positions
                 let rows = samples.count * positions
-                let gradientChunk = preActivationGradient + firstRow * filters
+                // The pre-activation gradient of a chunk lives only in the thread's scratch.
+                workspace.reservePreActivationGradient(rows * filters)
+                let gradientChunk = workspace.preActivationGradient
                 activationBackward(
                     outputGradient + firstRow * filters, output: output + firstRow * filters, into: gradientChunk,
                     rows: rows, columns: filters, activation: activation)
@@ -266,7 +267,9 @@ final class ThreadScratch {
     private(set) var columns = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var kernelGradient = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private(set) var biasGradient = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private(set) var preActivationGradient = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     private var columnsCapacity = 1
+    private var preActivationCapacity = 1
     private var kernelCapacity = 1
     private var biasCapacity = 1
     /// Whether `kernelGradient` and `biasGradient` hold a partial sum of the current backward pass.
@@ -277,6 +280,13 @@ final class ThreadScratch {
         columns.deallocate()
         columns = .allocate(capacity: count)
         columnsCapacity = count
+    }
+
+    func reservePreActivationGradient(_ count: Int) {
+        guard count > preActivationCapacity else { return }
+        preActivationGradient.deallocate()
+        preActivationGradient = .allocate(capacity: count)
+        preActivationCapacity = count
     }
 
     func reserveGradients(kernelCount: Int, biasCount: Int) {
@@ -296,6 +306,7 @@ final class ThreadScratch {
         columns.deallocate()
         kernelGradient.deallocate()
         biasGradient.deallocate()
+        preActivationGradient.deallocate()
     }
 }
 

@@ -117,14 +117,14 @@ public final class Conv2D: ActivatedLayer {
 
     private func backward(_ outputGradient: Tensor<Float>, through activation: Activation, needsInputGradient: Bool) -> Tensor<Float>? {
         guard let kernel else { preconditionFailure("Conv2D '\(name)' used before build") }
-        return buffers.backward(outputGradient, needsInputGradient: needsInputGradient, layer: name) { input, output, dy, g, dx in
+        return buffers.backward(outputGradient, needsInputGradient: needsInputGradient, layer: name) { input, output, dy, dx in
             let geometry = makeGeometry(batch: input.shape[0], inputShape: inputShape)
             kernel.value.scalars.withUnsafeBufferPointer { w in
                 kernel.gradient.scalars.withUnsafeMutableBufferPointer { dw in
                     withMutableGradient(bias) { db in
                         input.scalars.withUnsafeBufferPointer { x in
                             backend.convolutionBackward(
-                                dy, preActivationGradient: g, output: output, activation: activation, input: x.baseAddress!, kernel: w.baseAddress!,
+                                dy, output: output, activation: activation, input: x.baseAddress!, kernel: w.baseAddress!,
                                 geometry: geometry, filters: filters, kernelGradient: dw.baseAddress!, biasGradient: db,
                                 inputGradient: dx)
                         }

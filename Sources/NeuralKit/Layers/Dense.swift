@@ -77,13 +77,13 @@ public final class Dense: ActivatedLayer {
     private func backward(_ outputGradient: Tensor<Float>, through activation: Activation, needsInputGradient: Bool) -> Tensor<Float>? {
         guard let kernel else { preconditionFailure("Dense '\(name)' used before build") }
         let inputUnits = kernel.value.shape[0]
-        return buffers.backward(outputGradient, needsInputGradient: needsInputGradient, layer: name) { input, output, dy, g, dx in
+        return buffers.backward(outputGradient, needsInputGradient: needsInputGradient, layer: name) { input, output, dy, dx in
             kernel.value.scalars.withUnsafeBufferPointer { w in
                 kernel.gradient.scalars.withUnsafeMutableBufferPointer { dw in
                     withMutableGradient(bias) { db in
                         input.scalars.withUnsafeBufferPointer { x in
                             backend.denseBackward(
-                                dy, preActivationGradient: g, output: output, activation: activation, input: x.baseAddress!, kernel: w.baseAddress!,
+                                dy, output: output, activation: activation, input: x.baseAddress!, kernel: w.baseAddress!,
                                 rows: input.count / inputUnits, inputUnits: inputUnits, units: units,
                                 kernelGradient: dw.baseAddress!, biasGradient: db, inputGradient: dx)
                         }

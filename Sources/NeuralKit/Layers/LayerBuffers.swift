@@ -1,15 +1,15 @@
 /// The tensors a layer keeps between its forward and backward passes, reused from step
 /// to step so that training allocates no new buffers once shapes settle.
 ///
-/// Training and inference write separate output buffers, so a `predict` or validation
-/// pass between a training forward pass and its backward pass changes nothing the
-/// backward pass reads. The input is released after `backward`, so that at the next
-/// step the previous layer owns its output buffer alone and can overwrite it in place.
+/// An inference pass writes the training output buffer too, unless a training pass
+/// still waits for its backward pass: then it writes a buffer of its own, so that a
+/// `predict` call in between changes nothing the backward pass reads. The input is
+/// released after `backward`, so that at the next step the previous layer owns its
+/// output buffer alone and can overwrite it in place.
 struct LayerBuffers {
     private(set) var trainingOutput = Tensor<Float>(zeros: [0])
     private var inferenceOutput = Tensor<Float>(zeros: [0])
     private var lastInput: Tensor<Float>?
-    private var gradient = Tensor<Float>(zeros: [0])
     private var inputGradient = Tensor<Float>(zeros: [0])
 
     /// Sizes the output buffer, runs `compute(input, output)` and returns the output.
@@ -21,16 +21,18 @@ struct LayerBuffers {
             lastInput = input
             return Self.run(input, into: &trainingOutput, shape: outputShape, compute)
         }
+        if lastInput == nil {
+            return Self.run(input, into: &trainingOutput, shape: outputShape, compute)
+        }
         return Self.run(input, into: &inferenceOutput, shape: outputShape, compute)
     }
 
-    /// Sizes a buffer for the pre-activation gradient and the input gradient, and runs
-    /// `compute(input, output, outputGradient, preActivationGradient, inputGradient)`.
+    /// Sizes the input gradient and runs `compute(input, output, outputGradient, inputGradient)`.
     ///
     /// - Returns: the input gradient, or nil when `needsInputGradient` is false.
     mutating func backward(
         _ outputGradient: Tensor<Float>, needsInputGradient: Bool, layer: String,
-        compute: (Tensor<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>?) -> Void
+        compute: (Tensor<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>?) -> Void
     ) -> Tensor<Float>? {
         guard let input = lastInput else {
             preconditionFailure("layer '\(layer)': backward needs a preceding forward pass with training: true")
@@ -38,19 +40,16 @@ struct LayerBuffers {
         precondition(
             outputGradient.shape == trainingOutput.shape,
             "layer '\(layer)': gradient shape \(formatShape(outputGradient.shape)) differs from output shape \(formatShape(trainingOutput.shape))")
-        gradient.resize(to: outputGradient.shape, filler: 0)
         if needsInputGradient { inputGradient.resize(to: input.shape, filler: 0) }
 
         trainingOutput.scalars.withUnsafeBufferPointer { y in
             outputGradient.scalars.withUnsafeBufferPointer { dy in
-                gradient.scalars.withUnsafeMutableBufferPointer { g in
-                    if needsInputGradient {
-                        inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
-                            compute(input, y.baseAddress!, dy.baseAddress!, g.baseAddress!, dx.baseAddress!)
-                        }
-                    } else {
-                        compute(input, y.baseAddress!, dy.baseAddress!, g.baseAddress!, nil)
+                if needsInputGradient {
+                    inputGradient.scalars.withUnsafeMutableBufferPointer { dx in
+                        compute(input, y.baseAddress!, dy.baseAddress!, dx.baseAddress!)
                     }
+                } else {
+                    compute(input, y.baseAddress!, dy.baseAddress!, nil)
                 }
             }
         }

@@ -62,8 +62,9 @@ public final class MaxPooling2D: Layer {
             "MaxPooling2D '\(name)' was built for input \(formatShape(inputShape, unknownBatch: true)), got \(formatShape(input.shape))")
         let geometry = makeGeometry(batch: input.shape[0], inputShape: inputShape)
         let outputShape = [geometry.batch, geometry.outputHeight, geometry.outputWidth, geometry.channels]
-        if training {
-            trainingGeometry = geometry
+        // Inference reuses the training buffers unless a training pass awaits its backward pass.
+        if training || trainingGeometry == nil {
+            trainingGeometry = training ? geometry : nil
             pool(input, geometry: geometry, shape: outputShape, into: &trainingOutput, argmax: &argmax)
             return trainingOutput
         }
@@ -76,6 +77,7 @@ public final class MaxPooling2D: Layer {
         guard let geometry = trainingGeometry, outputGradient.shape == trainingOutput.shape else {
             preconditionFailure("MaxPooling2D '\(name)': backward needs a preceding forward pass with training: true and a gradient of its output shape")
         }
+        trainingGeometry = nil
         inputGradient.resize(to: [geometry.batch] + inputShape, filler: 0)
         outputGradient.scalars.withUnsafeBufferPointer { g in
             argmax.withUnsafeBufferPointer { index in
