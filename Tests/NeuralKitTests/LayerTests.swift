@@ -202,3 +202,22 @@ import NeuralKit
         #expect(layer.backward(output, needsInputGradient: true) == input)
     }
 }
+
+@Suite struct RescalingTests {
+    @Test func scalesAndOffsets() throws {
+        let layer = try built(Rescaling(scale: 1.0 / 255, offset: -0.5), inputShape: [3])
+        let output = layer.forward(Tensor([[0, 255, 51]]), training: false)
+        #expect(output.scalars.map { ($0 * 1000).rounded() / 1000 } == [-0.5, 0.5, -0.3])
+    }
+
+    @Test func gradientMatchesFiniteDifferences() throws {
+        let layer = try built(Rescaling(scale: -3, offset: 2), inputShape: [4])
+        let error = gradientCheckError(layer: layer, input: randomTensor([2, 4], seed: 8))
+        #expect(error < 1e-3, "worst relative gradient error \(error)")
+    }
+
+    @Test func nonFiniteScaleRejected() {
+        let message = errorMessage { _ = try built(Rescaling(scale: .infinity), inputShape: [2]) }
+        #expect(message == "Rescaling: scale and offset must be finite, got scale inf and offset 0.0")
+    }
+}

@@ -42,8 +42,8 @@ struct ModelRecord: Codable {
 
 /// One layer: its Keras class name, its name, its constructor arguments and its weights.
 struct LayerRecord: Codable {
-    /// The Keras class name, as `Layer.typeName` returns it: `InputLayer`, `Conv2D`,
-    /// `MaxPooling2D`, `Dropout`, `Flatten` or `Dense`. Weights-only files may also contain
+    /// The Keras class name, as `Layer.typeName` returns it: `InputLayer`, `Rescaling`,
+    /// `Conv2D`, `MaxPooling2D`, `Dropout`, `Flatten` or `Dense`. Weights-only files may also contain
     /// other names, which only `loadWeights(from:)` reads.
     var type: String
     var name: String
@@ -76,6 +76,10 @@ struct LayerConfig: Codable {
     var useBias: Bool?
     /// `Dropout`.
     var rate: Float?
+    /// `Rescaling`.
+    var scale: Float?
+    /// `Rescaling`.
+    var offset: Float?
 }
 
 /// The arguments of `compile` and the optimizer's state.

@@ -153,9 +153,12 @@ struct ModelFileReader {
             return Dropout(rate: try require(config.rate, "rate"), name: record.name)
         case "Flatten":
             return Flatten(name: record.name)
+        case "Rescaling":
+            return Rescaling(scale: try require(config.scale, "scale"), offset: try require(config.offset, "offset"), name: record.name)
         default:
             throw invalid(
-                "\(label) has an unknown layer type; model files store InputLayer, Conv2D, MaxPooling2D, Dropout, Flatten and Dense")
+                "\(label) has an unknown layer type; model files store InputLayer, Rescaling, Conv2D, MaxPooling2D, Dropout, "
+                    + "Flatten and Dense")
         }
     }
 

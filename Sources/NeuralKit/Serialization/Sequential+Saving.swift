@@ -52,7 +52,8 @@ extension Sequential {
             if config == nil && !weightsOnly {
                 throw NeuralKitError.invalidArgument(
                     "cannot save model '\(name)': layer '\(layer.name)' has type \(layer.typeName), but model files store only "
-                        + "InputLayer, Conv2D, MaxPooling2D, Dropout, Flatten and Dense layers; save the weights alone with saveWeights(to:)")
+                        + "InputLayer, Rescaling, Conv2D, MaxPooling2D, Dropout, Flatten and Dense layers; "
+                        + "save the weights alone with saveWeights(to:)")
             }
             let weights = layer.parameters.map { tensors.append(name: "\(layer.name)/\($0.name)", $0.value) }
             var record = LayerRecord(type: layer.typeName, name: layer.name, config: config ?? LayerConfig(), weights: weights)
@@ -90,6 +91,9 @@ extension Sequential {
             config.rate = dropout.rate
         case is Flatten:
             break
+        case let rescaling as Rescaling:
+            config.scale = rescaling.scale
+            config.offset = rescaling.offset
         default:
             return nil
         }
