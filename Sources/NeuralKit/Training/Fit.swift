@@ -17,17 +17,31 @@ extension Sequential {
     ///   - classWeight: a weight per class index that scales each sample's loss (classes
     ///     missing from it weigh 1); targets must be `(N)`, `(N, 1)` or one-hot `(N, C)`.
     ///   - sampleWeight: a weight per sample, `(N)`, multiplied with `classWeight`.
+    ///   - callbacks: objects notified at the start and end of training, epochs and
+    ///     batches, in order; see `Callback`.
+    ///   - initialEpoch: the 0-based epoch to start at, as Keras' `initial_epoch`, for
+    ///     continuing a loaded model; epochs `initialEpoch..<epochs` run, and `History`
+    ///     numbers them from `initialEpoch`. Non-negative; default 0.
+    ///   - interruption: checked after every batch; a request stops training early, as
+    ///     `TrainingInterruption` describes. Nil, the default, never stops.
     ///   - output: receives the printed text; nil prints to standard output.
     /// - Returns: the loss and metrics of each epoch.
     /// - Throws: `NeuralKitError` for invalid arguments, mismatched shapes or labels
     ///   (before the first step), or a NaN or infinite loss during training, which stops
-    ///   training with the weights of the last good step.
+    ///   training with the weights of the last good step. Errors thrown by callbacks
+    ///   propagate unchanged.
+    ///
+    /// Each epoch shuffles with a generator drawn from the model's generator at the
+    /// start of that epoch. A model saved at the end of epoch `e` (0-based) and loaded
+    /// therefore trains with `initialEpoch: e + 1` bit for bit like the uninterrupted
+    /// run, on the same machine and thread count.
     @discardableResult
     public func fit(
         x: Tensor<Float>, y: some TargetConvertible,
-        batchSize: Int = 32, epochs: Int = 1, verbose: Verbosity = .progressBar,
+        batchSize: Int = 32, epochs: Int = 1, verbose: Verbosity = .progressBar, callbacks: [any Callback] = [],
         validationSplit: Double = 0, validationData: (x: Tensor<Float>, y: any TargetConvertible)? = nil,
         shuffle: Bool = true, classWeight: [Int: Float]? = nil, sampleWeight: Tensor<Float>? = nil,
+        initialEpoch: Int = 0, interruption: TrainingInterruption? = nil,
         output: ((String) -> Void)? = nil
     ) throws -> History {
         guard let loss, let optimizer else {
@@ -35,6 +49,9 @@ extension Sequential {
         }
         try requirePositiveBatchSize(batchSize)
         guard epochs >= 0 else { throw NeuralKitError.invalidArgument("epochs must be non-negative, got \(epochs)") }
+        guard initialEpoch >= 0 else {
+            throw NeuralKitError.invalidArgument("initialEpoch must be non-negative, got \(initialEpoch)")
+        }
         guard validationSplit >= 0, validationSplit < 1 else {
             throw NeuralKitError.invalidArgument("validationSplit must be in [0, 1), got \(validationSplit)")
         }
@@ -75,21 +92,34 @@ extension Sequential {
         }
 
         let logger = ProgressLogger(verbosity: verbose, write: output)
+        let callbackList = CallbackList(callbacks, model: self)
         var history = History()
-        var shuffler = generator.split()
         let sampleCount = trainCount
         let steps = (sampleCount + batchSize - 1) / batchSize
         var order = Array(0..<sampleCount)
         var batchX = Tensor<Float>(zeros: [0])
+        var lastEpochLogs: [String: Float] = [:]
+        stopTraining = false
+        interruption?.beginTraining()
+        try callbackList.trainBegin()
 
-        for epoch in 0..<epochs {
+        epochLoop: for epoch in initialEpoch..<max(epochs, initialEpoch) {
             logger.beginEpoch(epoch, of: epochs)
+            try callbackList.epochBegin(epoch)
             let epochStart = Date()
-            if shuffle { order.shuffle(using: &shuffler) }
+            if shuffle {
+                // A fresh generator and order per epoch make each epoch's shuffle depend
+                // only on the model's generator, which model files store.
+                var shuffler = generator.split()
+                order = Array(0..<sampleCount)
+                order.shuffle(using: &shuffler)
+            }
             for metric in metrics { metric.reset() }
             var lossTotal = 0.0
+            var seen = 0
 
             for step in 0..<steps {
+                try callbackList.batchBegin(step)
                 let indices = order[(step * batchSize)..<min((step + 1) * batchSize, sampleCount)]
                 x.gather(rows: indices, into: &batchX)
                 let batchY = trainY.gathering(rows: indices)
@@ -102,12 +132,23 @@ extension Sequential {
                         "epoch \(epoch + 1), batch \(step + 1): \(message); training stopped, and the weights are those after the last good batch")
                 }
                 lossTotal += Double(stepLoss) * Double(indices.count)
-                let seen = min((step + 1) * batchSize, sampleCount)
-                logger.batchEnded(step: step + 1, of: steps, logs: [("loss", Float(lossTotal / Double(seen)))] + metricLogs())
+                seen = min((step + 1) * batchSize, sampleCount)
+                let batchLogs = [("loss", Float(lossTotal / Double(seen)))] + metricLogs()
+                logger.batchEnded(step: step + 1, of: steps, logs: batchLogs)
+                if !callbackList.isEmpty { try callbackList.batchEnd(step, logs: logsDictionary(batchLogs)) }
+
+                if let interruption, interruption.isRequested, step + 1 < steps {
+                    logger.endInterruptedEpoch(step: step + 1, of: steps, logs: batchLogs)
+                    let stop = TrainingInterruption.StopPoint(epoch: epoch, completedBatches: step + 1, batchesPerEpoch: steps)
+                    try stopForInterruption(interruption, at: stop, logs: logsDictionary(batchLogs), callbacks: callbackList)
+                    break epochLoop
+                }
+                if stopTraining { break }
             }
             let trainingSeconds = Date().timeIntervalSince(epochStart)
 
-            var logs = [("loss", Float(lossTotal / Double(sampleCount)))] + metricLogs()
+            // `seen` is below `sampleCount` only when `stopTraining` ended the epoch early.
+            var logs = [("loss", Float(lossTotal / Double(seen)))] + metricLogs()
             if let validation {
                 let validationLogs = try evaluateLogs(
                     x: validation.x, rows: validation.rows, y: validation.y, sampleWeight: validation.weights, batchSize: batchSize)
@@ -115,8 +156,26 @@ extension Sequential {
             }
             logger.endEpoch(steps: steps, trainingSeconds: trainingSeconds, logs: logs)
             history.append(epoch: epoch, logs: logs, seconds: Date().timeIntervalSince(epochStart))
+            lastEpochLogs = logsDictionary(logs)
+            try callbackList.epochEnd(epoch, logs: lastEpochLogs)
+
+            if stopTraining { break }
+            if let interruption, interruption.isRequested, epoch + 1 < epochs {
+                let stop = TrainingInterruption.StopPoint(epoch: epoch, completedBatches: steps, batchesPerEpoch: steps)
+                try stopForInterruption(interruption, at: stop, logs: lastEpochLogs, callbacks: callbackList)
+                break
+            }
         }
+        try callbackList.trainEnd(logs: lastEpochLogs)
         return history
+    }
+
+    /// Records where an interruption stopped `fit` and calls the callbacks' `trainInterrupted`.
+    private func stopForInterruption(
+        _ interruption: TrainingInterruption, at stop: TrainingInterruption.StopPoint, logs: [String: Float], callbacks: CallbackList
+    ) throws {
+        interruption.recordStop(stop)
+        try callbacks.trainInterrupted(epoch: stop.epoch, completedBatches: stop.completedBatches, logs: logs)
     }
 
     /// Computes the loss and metrics on `x`, as Keras' `evaluate(return_dict=True)`.

@@ -41,6 +41,14 @@ final class ProgressLogger {
             + formatLogs(logs) + "\u{1B}[K")
     }
 
+    /// Ends the epoch's output with a line for a `TrainingInterruption` after `step` of `steps`.
+    func endInterruptedEpoch(step: Int, of steps: Int, logs: [(String, Float)]) {
+        guard verbosity != .silent else { return }
+        let clear = verbosity == .progressBar ? "\r" : ""
+        let clearToEnd = verbosity == .progressBar ? "\u{1B}[K" : ""
+        write("\(clear)\(step)/\(steps) - interrupted" + formatLogs(logs) + "\(clearToEnd)\n")
+    }
+
     /// Prints the epoch's closing line with training and validation logs.
     func endEpoch(steps: Int, trainingSeconds: Double, logs: [(String, Float)]) {
         guard verbosity != .silent else { return }

@@ -31,6 +31,11 @@ public final class Sequential {
     public private(set) var optimizer: (any Optimizer)?
     public private(set) var metrics: [any Metric] = []
 
+    /// Set to true, usually by a callback, to end `fit` after the current batch, as
+    /// Keras' `stop_training`. That epoch still validates and calls `epochEnd`. `fit`
+    /// sets it to false when it starts.
+    public var stopTraining = false
+
     var generator: SeededGenerator
 
     /// - Parameters:
