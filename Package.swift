@@ -22,6 +22,13 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // Cairo from Debian's libcairo2-dev, for drawing plots and reading and writing PNG files.
+        .systemLibrary(
+            name: "CCairo",
+            path: "Sources/CCairo",
+            pkgConfig: "cairo",
+            providers: [.apt(["libcairo2-dev"])]
+        ),
         // Memory-bound kernels (im2col, pooling) in C, where the compiler vectorizes them reliably.
         .target(
             name: "CNeuralKitKernels",
@@ -29,7 +36,7 @@ let package = Package(
         ),
         .target(
             name: "NeuralKit",
-            dependencies: ["COpenBLAS", "CZlib", "CNeuralKitKernels"]
+            dependencies: ["COpenBLAS", "CZlib", "CCairo", "CNeuralKitKernels"]
         ),
         .executableTarget(
             name: "neuralkit",
@@ -37,7 +44,7 @@ let package = Package(
         ),
         .testTarget(
             name: "NeuralKitTests",
-            dependencies: ["NeuralKit"],
+            dependencies: ["NeuralKit", "CCairo"],
             resources: [.copy("Fixtures")]
         ),
     ],
