@@ -30,6 +30,11 @@ let mnistUsage = """
                               for a fixed seed and thread count (default: one per core, \(ProcessInfo.processInfo.activeProcessorCount) here)
       --verbose 0|1|2         0: silent; 1: progress bar, or one line per epoch when
                               output is not a terminal; 2: one line per epoch (default: 1)
+    \(mnistTrainingFilesUsage)
+      --plot FILE.png         after training, draw loss and accuracy per epoch (training
+                              solid, validation dashed; one colour per loss) to a PNG file
+      --confusion-matrix      after evaluation, print the test confusion matrix and each
+                              class's precision and recall
       -h, --help              show this help
     """
 
@@ -50,6 +55,9 @@ struct MNISTSettings {
     var limit: Int?
     var verbosity: Verbosity
     var threads: Int
+    var plotFile: URL? = nil
+    var printsConfusionMatrix = false
+    var trainingFiles = MNISTTrainingFiles()
 }
 
 /// The outcome of training with one loss, for the comparison table.
@@ -76,6 +84,9 @@ func runMNISTCommand(_ arguments: [String]) -> Int32 {
     do {
         try trainMNIST(settings)
         return 0
+    } catch let interrupted as MNISTTrainingInterrupted {
+        FileHandle.standardError.write(Data("neuralkit mnist: \(interrupted)\n".utf8))
+        return 130
     } catch {
         FileHandle.standardError.write(Data("neuralkit mnist: error: \(error)\n".utf8))
         return 1
@@ -85,7 +96,9 @@ func runMNISTCommand(_ arguments: [String]) -> Int32 {
 func parseMNISTSettings(_ arguments: [String]) throws -> MNISTSettings {
     let options = try CommandLineOptions(
         arguments,
-        valued: ["loss", "epochs", "batch-size", "validation-split", "learning-rate", "seed", "data", "limit", "verbose", "threads"])
+        valued: ["loss", "epochs", "batch-size", "validation-split", "learning-rate", "seed", "data", "limit", "verbose", "threads", "plot",
+                 "save", "checkpoint", "resume", "early-stopping", "history-csv"],
+        switches: ["confusion-matrix"])
     let loss = try options.choice("loss", default: "sparse", choices: ["sparse", "categorical", "both"])
     var seed: UInt64 = 42
     if let text = options.string("seed") {
@@ -111,11 +124,19 @@ func parseMNISTSettings(_ arguments: [String]) throws -> MNISTSettings {
         dataDirectory: options.string("data").map { URL(fileURLWithPath: $0) } ?? defaultDataDirectory,
         limit: limit,
         verbosity: Verbosity(rawValue: verbose)!,
-        threads: try options.integer("threads", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...256))
+        threads: try options.integer("threads", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...256),
+        plotFile: try plotFileOption(options),
+        printsConfusionMatrix: options.has("confusion-matrix"),
+        trainingFiles: try MNISTTrainingFiles(options))
 }
 
 func trainMNIST(_ settings: MNISTSettings) throws {
     defaultBackend = CPUBackend(threadCount: settings.threads)
+    if let plotFile = settings.plotFile { try checkOutputFile(plotFile) }
+    let files = settings.trainingFiles
+    let resumed = try files.resumeFile.map { try ResumedMNISTModel(file: $0, files: files) }
+    let losses = resumed.map { [$0.lossName] } ?? settings.losses
+    try files.createFolders(losses: losses)
     let data = try MNIST.load(from: settings.dataDirectory)
     var trainImages = data.trainImages
     var trainLabels = data.trainLabels
@@ -129,10 +150,17 @@ func trainMNIST(_ settings: MNISTSettings) throws {
     let quiet = settings.verbosity == .silent
 
     var results: [MNISTRunResult] = []
-    for lossName in settings.losses {
-        let model = ReferenceModels.mnistConvNet(seed: settings.seed)
-        let loss: any Loss = lossName == "sparse" ? SparseCategoricalCrossentropy() : CategoricalCrossentropy()
-        try model.compile(loss: loss, optimizer: Adam(learningRate: settings.learningRate), metrics: ["accuracy"])
+    for lossName in losses {
+        let model = resumed?.model ?? ReferenceModels.mnistConvNet(seed: settings.seed)
+        let loss: any Loss = resumed?.model.loss ?? (lossName == "sparse" ? SparseCategoricalCrossentropy() : CategoricalCrossentropy())
+        if resumed == nil {
+            try model.compile(loss: loss, optimizer: Adam(learningRate: settings.learningRate), metrics: ["accuracy"])
+        }
+        let initialEpoch = try resumed?.initialEpoch(
+            trainingSamples: trainImages.shape[0], batchSize: settings.batchSize, validationSplit: settings.validationSplit,
+            epochs: settings.epochs) ?? 0
+        let callbacks = try files.callbacks(lossName: lossName, runCount: losses.count, resuming: resumed != nil)
+        let checkpointFolder = files.checkpointFolder(lossName: lossName, runCount: losses.count)
         if !quiet {
             print(try model.summary())
             print("Training with \(loss.name) on \(trainImages.shape[0]) samples (validation split \(settings.validationSplit)), "
@@ -143,33 +171,49 @@ func trainMNIST(_ settings: MNISTSettings) throws {
         let history: History
         let evaluation: [String: Float]
         if lossName == "sparse" {
-            history = try model.fit(
-                x: trainImages, y: trainLabels, batchSize: settings.batchSize, epochs: settings.epochs,
-                verbose: settings.verbosity, validationSplit: settings.validationSplit)
+            history = try fitHandlingInterrupts(checkpointFolder: checkpointFolder) { interruption in
+                try model.fit(
+                    x: trainImages, y: trainLabels, batchSize: settings.batchSize, epochs: settings.epochs,
+                    verbose: settings.verbosity, callbacks: callbacks, validationSplit: settings.validationSplit,
+                    initialEpoch: initialEpoch, interruption: interruption)
+            }
             evaluation = try model.evaluate(x: data.testImages, y: data.testLabels, batchSize: settings.batchSize)
         } else {
             let oneHotTrain = try toCategorical(trainLabels, numClasses: MNIST.classCount)
             let oneHotTest = try toCategorical(data.testLabels, numClasses: MNIST.classCount)
-            history = try model.fit(
-                x: trainImages, y: oneHotTrain, batchSize: settings.batchSize, epochs: settings.epochs,
-                verbose: settings.verbosity, validationSplit: settings.validationSplit)
+            history = try fitHandlingInterrupts(checkpointFolder: checkpointFolder) { interruption in
+                try model.fit(
+                    x: trainImages, y: oneHotTrain, batchSize: settings.batchSize, epochs: settings.epochs,
+                    verbose: settings.verbosity, callbacks: callbacks, validationSplit: settings.validationSplit,
+                    initialEpoch: initialEpoch, interruption: interruption)
+            }
             evaluation = try model.evaluate(x: data.testImages, y: oneHotTest, batchSize: settings.batchSize)
         }
         let seconds = Date().timeIntervalSince(start)
+        try files.saveModel(model, lossName: lossName, runCount: losses.count)
         let result = MNISTRunResult(
             loss: loss.name, history: history, testLoss: evaluation["loss"] ?? .nan,
             testAccuracy: evaluation["accuracy"] ?? .nan, seconds: seconds)
         results.append(result)
         print(String(format: "Test loss: %.4f / Test accuracy: %.4f", result.testLoss, result.testAccuracy))
+        if settings.printsConfusionMatrix {
+            try printConfusionMatrix(
+                model: model, images: data.testImages, labels: data.testLabels, batchSize: settings.batchSize,
+                title: "Test confusion matrix (\(loss.name))")
+        }
     }
 
     if results.count > 1 { print(comparisonTable(results)) }
+    if let plotFile = settings.plotFile {
+        try plotTrainingHistory(results.map { ($0.loss, $0.history) }, to: plotFile, title: "MNIST training history")
+        print("Wrote the training plot to \(plotFile.path)")
+    }
     if !quiet {
         print(String(format: "Peak memory (maximum resident set size): %.1f MB", Double(peakResidentBytes()) / 1_048_576))
     }
 }
 
-/// A Markdown table comparing the runs: final validation figures, test figures and time.
+/// Formats a Markdown table comparing the runs: final validation figures, test figures and time.
 func comparisonTable(_ results: [MNISTRunResult]) -> String {
     var lines = [
         "| loss | final val_loss | final val_accuracy | test loss | test accuracy | seconds |",
@@ -185,7 +229,7 @@ func comparisonTable(_ results: [MNISTRunResult]) -> String {
     return lines.joined(separator: "\n")
 }
 
-/// The process's peak resident set size in bytes, from getrusage (Linux reports kilobytes).
+/// Returns the process's peak resident set size in bytes, from getrusage (Linux reports kilobytes).
 func peakResidentBytes() -> Int {
     var usage = rusage()
     #if os(Linux)
@@ -195,4 +239,13 @@ func peakResidentBytes() -> Int {
     getrusage(RUSAGE_SELF, &usage)
     return usage.ru_maxrss
     #endif
+}
+
+/// The value of `--plot`, which must name a `.png` file because the plot is written as PNG.
+func plotFileOption(_ options: CommandLineOptions) throws -> URL? {
+    guard let text = options.string("plot") else { return nil }
+    guard text.lowercased().hasSuffix(".png") else {
+        throw UsageError("--plot needs a file name ending in .png, got '\(text)'")
+    }
+    return URL(fileURLWithPath: text)
 }

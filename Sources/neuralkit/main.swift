@@ -6,7 +6,9 @@ let usage = """
     Usage: neuralkit <command> [options]
 
     Commands:
-      mnist    Train the MNIST convolutional network and report test loss and accuracy.
+      mnist     Train the MNIST convolutional network and report test loss and accuracy.
+      evaluate  Print a saved model's test loss and accuracy on an MNIST-layout data set.
+      predict   Print a saved model's predicted classes for PNG images or IDX image files.
 
     Run 'neuralkit <command> --help' for the options of a command.
     """
@@ -19,6 +21,10 @@ case nil, "--help", "-h", "help":
     exitCode = arguments.isEmpty ? 2 : 0
 case "mnist":
     exitCode = runMNISTCommand(Array(arguments.dropFirst()))
+case "evaluate":
+    exitCode = runEvaluateCommand(Array(arguments.dropFirst()))
+case "predict":
+    exitCode = runPredictCommand(Array(arguments.dropFirst()))
 default:
     FileHandle.standardError.write(Data("neuralkit: unknown command '\(arguments[0])'\n\n\(usage)\n".utf8))
     exitCode = 2
