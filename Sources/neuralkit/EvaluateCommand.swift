@@ -103,7 +103,7 @@ func evaluateSavedModel(_ settings: EvaluateSettings) throws {
 
 /// Prints the confusion matrix of `model`'s predictions on `images` against `labels`,
 /// with per-class precision and recall, under `title`.
-func printConfusionMatrix(model: Sequential, images: Tensor<Float>, labels: Tensor<UInt8>, batchSize: Int, title: String) throws {
+func printConfusionMatrix(model: Sequential, images: some ModelInput, labels: Tensor<UInt8>, batchSize: Int, title: String) throws {
     let outputs = try model.predict(images, batchSize: batchSize)
     let predictions = try predictedClasses(outputs)
     let classes = max(MNIST.classCount, outputs.shape.last ?? 0)

@@ -187,6 +187,35 @@ import NeuralKit
         #expect(result["accuracy"]! > 0.85, "test accuracy \(result["accuracy"]!)")
     }
 
+    @Test func scaledBytesTrainLikeFloats() throws {
+        // The same samples as bytes divided by 255 per batch, and as floats divided up front.
+        let bytes = try MNIST.loadBytes(from: repositoryMNIST).trainImages.slicing(rows: 0..<600)
+        let labels = sharedMNIST.trainLabels.slicing(rows: 0..<600)
+        let floats = sharedMNIST.trainImages.slicing(rows: 0..<600)
+        #expect(ScaledBytes(bytes, divisor: 255).floats() == floats)
+
+        var histories: [History] = []
+        var weights: [[Tensor<Float>]] = []
+        for input in [ScaledBytes(bytes, divisor: 255) as any ModelInput, floats] {
+            let model = ReferenceModels.mnistConvNet(seed: 4)
+            try model.compile(loss: SparseCategoricalCrossentropy(), optimizer: Adam(), metrics: ["accuracy"])
+            histories.append(try model.fit(x: input, y: labels, batchSize: 100, verbose: .silent, validationSplit: 0.2))
+            weights.append(model.parameters.map(\.value))
+        }
+        #expect(histories[0]["loss"] == histories[1]["loss"])
+        #expect(histories[0]["val_loss"] == histories[1]["val_loss"])
+        #expect(weights[0] == weights[1])
+    }
+
+    @Test func byteTensorWithRescalingLayer() throws {
+        // Tensor<UInt8> inputs reach the model as floats in [0, 255], as Keras casts them.
+        let bytes = Tensor<UInt8>(shape: [2, 3], scalars: [0, 51, 255, 255, 0, 102])
+        let model = Sequential([Input(shape: [3]), Rescaling(scale: 1.0 / 255)])
+        try model.compile(loss: CategoricalCrossentropy(fromLogits: true), optimizer: Adam())
+        let outputs = try model.predict(bytes)
+        #expect(outputs.scalars.map { ($0 * 10).rounded() / 10 } == [0, 0.2, 1, 1, 0, 0.4])
+    }
+
     @Test func sparseAndCategoricalAgree() throws {
         // The two losses see the same data, weights and dropout masks, so the same seed
         // gives the same training up to rounding.

@@ -10,6 +10,16 @@ public struct ImageDataset: Sendable {
     public var testLabels: Tensor<UInt8>
 }
 
+/// The same data set with pixels kept as bytes in [0, 255], a quarter of the memory of
+/// `ImageDataset`; wrap the images in `ScaledBytes` to train on them as floats.
+public struct ByteImageDataset: Sendable {
+    /// Training images, `(N, height, width, 1)`.
+    public var trainImages: Tensor<UInt8>
+    public var trainLabels: Tensor<UInt8>
+    public var testImages: Tensor<UInt8>
+    public var testLabels: Tensor<UInt8>
+}
+
 /// Loads MNIST, or a data set in the same layout such as Fashion-MNIST, from the four
 /// IDX files that LeCun et al. distribute:
 /// `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte` and
@@ -28,6 +38,15 @@ public enum MNIST {
     /// - Throws: `NeuralKitError.invalidData` naming the folder or file that is
     ///   missing, corrupt or inconsistent (image and label counts, label values).
     public static func load(from directory: URL) throws -> ImageDataset {
+        let bytes = try loadBytes(from: directory)
+        return ImageDataset(
+            trainImages: ScaledBytes(bytes.trainImages, divisor: 255).floats(), trainLabels: bytes.trainLabels,
+            testImages: ScaledBytes(bytes.testImages, divisor: 255).floats(), testLabels: bytes.testLabels)
+    }
+
+    /// Loads the four files from `directory` as `load(from:)` does, but keeps the pixels
+    /// as bytes in [0, 255].
+    public static func loadBytes(from directory: URL) throws -> ByteImageDataset {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw NeuralKitError.invalidData(
@@ -35,10 +54,10 @@ public enum MNIST {
         }
         let (trainImages, trainLabels) = try loadPair(directory, images: fileNames[0], labels: fileNames[1])
         let (testImages, testLabels) = try loadPair(directory, images: fileNames[2], labels: fileNames[3])
-        return ImageDataset(trainImages: trainImages, trainLabels: trainLabels, testImages: testImages, testLabels: testLabels)
+        return ByteImageDataset(trainImages: trainImages, trainLabels: trainLabels, testImages: testImages, testLabels: testLabels)
     }
 
-    private static func loadPair(_ directory: URL, images: String, labels: String) throws -> (Tensor<Float>, Tensor<UInt8>) {
+    private static func loadPair(_ directory: URL, images: String, labels: String) throws -> (Tensor<UInt8>, Tensor<UInt8>) {
         let imageURL = try locate(images, in: directory)
         let labelURL = try locate(labels, in: directory)
         let imageArray = try IDXReader.read(imageURL, expectedDimensionCount: 3)
@@ -53,9 +72,7 @@ public enum MNIST {
                 file: labelURL.path, reason: "label \(labelArray.bytes[index]) at index \(index) is outside 0..<\(classCount)")
         }
 
-        let scale: Float = 1 / 255
-        let pixels = imageArray.bytes.map { Float($0) * scale }
-        let imageTensor = Tensor(shape: imageArray.dimensions + [1], scalars: pixels)
+        let imageTensor = Tensor(shape: imageArray.dimensions + [1], scalars: imageArray.bytes)
         return (imageTensor, Tensor(shape: labelArray.dimensions, scalars: labelArray.bytes))
     }
 

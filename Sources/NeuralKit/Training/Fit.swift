@@ -37,9 +37,9 @@ extension Sequential {
     /// run, on the same machine and thread count.
     @discardableResult
     public func fit(
-        x: Tensor<Float>, y: some TargetConvertible,
+        x: some ModelInput, y: some TargetConvertible,
         batchSize: Int = 32, epochs: Int = 1, verbose: Verbosity = .progressBar, callbacks: [any Callback] = [],
-        validationSplit: Double = 0, validationData: (x: Tensor<Float>, y: any TargetConvertible)? = nil,
+        validationSplit: Double = 0, validationData: (x: any ModelInput, y: any TargetConvertible)? = nil,
         shuffle: Bool = true, classWeight: [Int: Float]? = nil, sampleWeight: Tensor<Float>? = nil,
         initialEpoch: Int = 0, interruption: TrainingInterruption? = nil,
         output: ((String) -> Void)? = nil
@@ -64,7 +64,7 @@ extension Sequential {
         var trainCount = x.shape[0]
         var trainY = targets
         var trainWeights = try sampleWeights(for: targets, classWeight: classWeight, sampleWeight: sampleWeight)
-        var validation: (x: Tensor<Float>, rows: Range<Int>, y: Targets, weights: [Float]?)?
+        var validation: (x: any ModelInput, rows: Range<Int>, y: Targets, weights: [Float]?)?
         if let validationData {
             try requireMatchingRows(validationData.x, validationData.y.targets, weights: nil)
             validation = (validationData.x, 0..<validationData.x.shape[0], validationData.y.targets, nil)
@@ -121,7 +121,7 @@ extension Sequential {
             for step in 0..<steps {
                 try callbackList.batchBegin(step)
                 let indices = order[(step * batchSize)..<min((step + 1) * batchSize, sampleCount)]
-                x.gather(rows: indices, into: &batchX)
+                x.gatherFloats(rows: indices, into: &batchX)
                 let batchY = trainY.gathering(rows: indices)
                 let batchWeights = trainWeights.map { weights in indices.map { weights[$0] } }
                 let stepLoss: Float
@@ -182,7 +182,7 @@ extension Sequential {
     ///
     /// - Returns: `loss` and each metric by name, e.g. `["loss": 0.0252, "accuracy": 0.9932]`.
     public func evaluate(
-        x: Tensor<Float>, y: some TargetConvertible, batchSize: Int = 32, sampleWeight: Tensor<Float>? = nil
+        x: some ModelInput, y: some TargetConvertible, batchSize: Int = 32, sampleWeight: Tensor<Float>? = nil
     ) throws -> [String: Float] {
         guard loss != nil else {
             throw NeuralKitError.notReady("model '\(name)' must be compiled before evaluate; call compile(loss:optimizer:metrics:)")
@@ -250,7 +250,7 @@ extension Sequential {
 
     /// Evaluates the samples `x[rows]`, whose targets are `y` (indexed from 0), in batches
     /// without dropout; the loss is averaged over samples.
-    func evaluateLogs(x: Tensor<Float>, rows: Range<Int>, y: Targets, sampleWeight: [Float]?, batchSize: Int) throws -> [(String, Float)] {
+    func evaluateLogs(x: some ModelInput, rows: Range<Int>, y: Targets, sampleWeight: [Float]?, batchSize: Int) throws -> [(String, Float)] {
         guard let loss else { return [] }
         for metric in metrics { metric.reset() }
         let count = rows.count
@@ -258,7 +258,7 @@ extension Sequential {
         for start in stride(from: 0, to: count, by: batchSize) {
             let range = start..<min(start + batchSize, count)
             let batchY = y.slicing(rows: range)
-            let predictions = forward(x.slicing(rows: (rows.lowerBound + range.lowerBound)..<(rows.lowerBound + range.upperBound)), training: false)
+            let predictions = forward(x.floatRows((rows.lowerBound + range.lowerBound)..<(rows.lowerBound + range.upperBound)), training: false)
             let logitsLayer = softmaxLogitsLayer
             let elements = try loss.elementLosses(
                 targets: batchY, predictions: logitsLayer?.lastLogits ?? predictions,
@@ -301,7 +301,7 @@ extension Sequential {
     }
 
     /// Checks that inputs, targets and weights have the same number of samples.
-    private func requireMatchingRows(_ x: Tensor<Float>, _ y: Targets, weights: Tensor<Float>?) throws {
+    private func requireMatchingRows(_ x: some ModelInput, _ y: Targets, weights: Tensor<Float>?) throws {
         let count = x.shape.first ?? 0
         guard count > 0 else {
             throw NeuralKitError.invalidArgument("x has shape \(formatShape(x.shape)); it needs at least one sample")

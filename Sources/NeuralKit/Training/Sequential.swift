@@ -159,7 +159,7 @@ public final class Sequential {
     }
 
     /// Computes the outputs for `x` in batches, without dropout.
-    public func predict(_ x: Tensor<Float>, batchSize: Int = 32) throws -> Tensor<Float> {
+    public func predict(_ x: some ModelInput, batchSize: Int = 32) throws -> Tensor<Float> {
         try requirePositiveBatchSize(batchSize)
         try prepare(for: x)
         guard let outputShape else { preconditionFailure("model built by prepare") }
@@ -167,7 +167,7 @@ public final class Sequential {
         var outputs = [Float]()
         outputs.reserveCapacity(count * outputShape.reduce(1, *))
         for start in stride(from: 0, to: count, by: batchSize) {
-            let batch = x.slicing(rows: start..<min(start + batchSize, count))
+            let batch = x.floatRows(start..<min(start + batchSize, count))
             outputs.append(contentsOf: forward(batch, training: false).scalars)
         }
         return Tensor(shape: [count] + outputShape, scalars: outputs)
@@ -189,8 +189,8 @@ public final class Sequential {
     }
 
     /// Builds the model from `x` if needed and checks that `x` fits it.
-    func prepare(for x: Tensor<Float>) throws {
-        guard x.rank >= 2 else {
+    func prepare(for x: some ModelInput) throws {
+        guard x.shape.count >= 2 else {
             throw NeuralKitError.incompatibleShapes(
                 "model '\(name)': x must have a batch axis and at least one feature axis, got shape \(formatShape(x.shape))")
         }
@@ -211,9 +211,9 @@ public final class Sequential {
                 "model '\(name)' was built for samples of shape \(formatShape(inputShape!, unknownBatch: true)), but x has shape "
                     + "\(formatShape(x.shape))")
         }
-        if let index = x.scalars.firstIndex(where: { !$0.isFinite }) {
+        if let (index, value) = x.firstNonFiniteValue() {
             throw NeuralKitError.nonFiniteValue(
-                "model '\(name)': x contains \(x.scalars[index]) at \(formatIndex(index, shape: x.shape)); "
+                "model '\(name)': x contains \(value) at \(formatIndex(index, shape: x.shape)); "
                     + "replace NaN and infinite inputs before training or predicting")
         }
     }
