@@ -9,14 +9,14 @@ let evaluateUsage = """
 
     Options:
       --model FILE            the saved model (required)
-      --data DIR              folder with the four MNIST-layout files, train-images-idx3-ubyte.gz,
-                              train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and
-                              t10k-labels-idx1-ubyte.gz, of which the t10k files are used; Debian's
-                              dataset-fashion-mnist installs Fashion-MNIST in this layout to
+      --data DIR              folder with the MNIST-layout test files t10k-images-idx3-ubyte.gz
+                              and t10k-labels-idx1-ubyte.gz (the training files may be absent);
+                              Debian's dataset-fashion-mnist installs Fashion-MNIST in this layout to
                               /usr/share/datasets/fashion-mnist
                               (default: the MNIST copy in this repository, \(defaultDataDirectory.path))
       --batch-size N          samples per evaluation step, at least 1 (default: 250)
       --confusion-matrix      also print the confusion matrix and each class's precision and recall
+                              (default: off)
       -h, --help              show this help
     """
 
@@ -40,7 +40,7 @@ func runEvaluateCommand(_ arguments: [String]) -> Int32 {
         }
         settings = EvaluateSettings(
             modelFile: URL(fileURLWithPath: model),
-            dataDirectory: options.string("data").map { URL(fileURLWithPath: $0) } ?? defaultDataDirectory,
+            dataDirectory: try dataFolderOption(options),
             batchSize: try options.integer("batch-size", default: 250, range: 1...Int.max),
             printsConfusionMatrix: options.has("confusion-matrix"))
     } catch {
@@ -63,8 +63,8 @@ func evaluateSavedModel(_ settings: EvaluateSettings) throws {
         throw NeuralKitError.invalidData(
             file: modelPath, reason: "the model was saved without compile, so it has no loss to evaluate; compile it before saving")
     }
-    let data = try MNIST.load(from: settings.dataDirectory)
-    let sampleShape = Array(data.testImages.shape.dropFirst())
+    let data = try MNIST.loadTest(from: settings.dataDirectory)
+    let sampleShape = Array(data.images.shape.dropFirst())
     guard model.inputShape == sampleShape else {
         let modelShape = model.inputShape.map { formatShape($0, unknownBatch: true) } ?? "unknown to it (it has no Input layer and was never built)"
         throw NeuralKitError.invalidData(
@@ -82,21 +82,21 @@ func evaluateSavedModel(_ settings: EvaluateSettings) throws {
     let evaluation: [String: Float]
     if loss is CategoricalCrossentropy {
         evaluation = try model.evaluate(
-            x: data.testImages, y: try toCategorical(data.testLabels, numClasses: classes), batchSize: settings.batchSize)
+            x: data.images, y: try toCategorical(data.labels, numClasses: classes), batchSize: settings.batchSize)
     } else {
-        evaluation = try model.evaluate(x: data.testImages, y: data.testLabels, batchSize: settings.batchSize)
+        evaluation = try model.evaluate(x: data.images, y: data.labels, batchSize: settings.batchSize)
     }
     var accuracy = evaluation["accuracy"]
     if accuracy == nil {
         // The model was compiled without the accuracy metric, so compute it from the predictions.
-        let predicted = try predictedClasses(try model.predict(data.testImages, batchSize: settings.batchSize))
-        let correct = zip(predicted, data.testLabels.scalars).filter { $0.0 == Int($0.1) }.count
+        let predicted = try predictedClasses(try model.predict(data.images, batchSize: settings.batchSize))
+        let correct = zip(predicted, data.labels.scalars).filter { $0.0 == Int($0.1) }.count
         accuracy = Float(correct) / Float(predicted.count)
     }
     print(String(format: "Test loss: %.4f / Test accuracy: %.4f", evaluation["loss"] ?? .nan, accuracy ?? .nan))
     if settings.printsConfusionMatrix {
         try printConfusionMatrix(
-            model: model, images: data.testImages, labels: data.testLabels, batchSize: settings.batchSize,
+            model: model, images: data.images, labels: data.labels, batchSize: settings.batchSize,
             title: "Test confusion matrix")
     }
 }

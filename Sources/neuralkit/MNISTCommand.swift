@@ -33,8 +33,9 @@ let mnistUsage = """
     \(mnistTrainingFilesUsage)
       --plot FILE.png         after training, draw loss and accuracy per epoch (training
                               solid, validation dashed; one colour per loss) to a PNG file
+                              (default: no plot)
       --confusion-matrix      after evaluation, print the test confusion matrix and each
-                              class's precision and recall
+                              class's precision and recall (default: off)
       -h, --help              show this help
     """
 
@@ -119,9 +120,10 @@ func parseMNISTSettings(_ arguments: [String]) throws -> MNISTSettings {
         validationSplit: try options.number(
             "validation-split", default: 0.2, rule: "a number in [0, 1)", isValid: { $0 >= 0 && $0 < 1 }),
         learningRate: Float(try options.number(
-            "learning-rate", default: 0.001, rule: "a number greater than 0", isValid: { $0 > 0 && Float($0) > 0 })),
+            "learning-rate", default: 0.001, rule: "a number greater than 0 and at most 3.4e38 (a finite Float)",
+            isValid: { $0 > 0 && Float($0) > 0 && Float($0).isFinite })),
         seed: seed,
-        dataDirectory: options.string("data").map { URL(fileURLWithPath: $0) } ?? defaultDataDirectory,
+        dataDirectory: try dataFolderOption(options),
         limit: limit,
         verbosity: Verbosity(rawValue: verbose)!,
         threads: try options.integer("threads", default: ProcessInfo.processInfo.activeProcessorCount, range: 1...256),
@@ -132,10 +134,17 @@ func parseMNISTSettings(_ arguments: [String]) throws -> MNISTSettings {
 
 func trainMNIST(_ settings: MNISTSettings) throws {
     defaultBackend = CPUBackend(threadCount: settings.threads)
+    // Ctrl-C is handled from here to the end: during fit it stops after the current
+    // batch, and between steps (loading, evaluating) the command stops at the next check.
+    let interruption = TrainingInterruption()
+    interruption.installSignalHandler()
+    defer { interruption.removeSignalHandler() }
+
     if let plotFile = settings.plotFile { try checkOutputFile(plotFile) }
     let files = settings.trainingFiles
     let resumed = try files.resumeFile.map { try ResumedMNISTModel(file: $0, files: files) }
     let losses = resumed.map { [$0.lossName] } ?? settings.losses
+    try files.checkSaveFiles(losses: losses)
     try files.createFolders(losses: losses)
     // Pixels stay in bytes and are divided by 255 a batch at a time, which gives the
     // same floats as dividing the whole set up front in a quarter of the memory.
@@ -150,6 +159,8 @@ func trainMNIST(_ settings: MNISTSettings) throws {
         trainImages = trainImages.slicing(rows: 0..<limit)
         trainLabels = trainLabels.slicing(rows: 0..<limit)
     }
+    try checkValidationSplit(settings.validationSplit, samples: trainImages.shape[0])
+    try stopIfInterrupted(interruption, while: "loading the data")
     let quiet = settings.verbosity == .silent
 
     var results: [MNISTRunResult] = []
@@ -174,7 +185,7 @@ func trainMNIST(_ settings: MNISTSettings) throws {
         let history: History
         let evaluation: [String: Float]
         if lossName == "sparse" {
-            history = try fitHandlingInterrupts(checkpointFolder: checkpointFolder) { interruption in
+            history = try fitHandlingInterrupts(interruption, checkpointFolder: checkpointFolder) { interruption in
                 try model.fit(
                     x: trainImages, y: trainLabels, batchSize: settings.batchSize, epochs: settings.epochs,
                     verbose: settings.verbosity, callbacks: callbacks, validationSplit: settings.validationSplit,
@@ -184,7 +195,7 @@ func trainMNIST(_ settings: MNISTSettings) throws {
         } else {
             let oneHotTrain = try toCategorical(trainLabels, numClasses: MNIST.classCount)
             let oneHotTest = try toCategorical(data.testLabels, numClasses: MNIST.classCount)
-            history = try fitHandlingInterrupts(checkpointFolder: checkpointFolder) { interruption in
+            history = try fitHandlingInterrupts(interruption, checkpointFolder: checkpointFolder) { interruption in
                 try model.fit(
                     x: trainImages, y: oneHotTrain, batchSize: settings.batchSize, epochs: settings.epochs,
                     verbose: settings.verbosity, callbacks: callbacks, validationSplit: settings.validationSplit,
@@ -193,6 +204,7 @@ func trainMNIST(_ settings: MNISTSettings) throws {
             evaluation = try model.evaluate(x: testImages, y: oneHotTest, batchSize: settings.batchSize)
         }
         let seconds = Date().timeIntervalSince(start)
+        try stopIfInterrupted(interruption, while: "evaluating the \(loss.name) model")
         try files.saveModel(model, lossName: lossName, runCount: losses.count)
         let result = MNISTRunResult(
             loss: loss.name, history: history, testLoss: evaluation["loss"] ?? .nan,
@@ -213,6 +225,33 @@ func trainMNIST(_ settings: MNISTSettings) throws {
     }
     if !quiet {
         print(String(format: "Peak memory (maximum resident set size): %.1f MB", Double(peakResidentBytes()) / 1_048_576))
+    }
+}
+
+/// Returns the value of `--data`, or the repository's MNIST copy when it is absent.
+func dataFolderOption(_ options: CommandLineOptions) throws -> URL {
+    guard let text = options.string("data") else { return defaultDataDirectory }
+    guard !text.isEmpty else {
+        throw UsageError("--data needs a folder path, got ''; omit --data to use \(defaultDataDirectory.path)")
+    }
+    return URL(fileURLWithPath: text)
+}
+
+/// Throws `MNISTTrainingInterrupted` if Ctrl-C was pressed, naming what was running.
+func stopIfInterrupted(_ interruption: TrainingInterruption, while activity: String) throws {
+    guard interruption.isRequested else { return }
+    throw MNISTTrainingInterrupted(description: "interrupted while \(activity); nothing more was trained or saved")
+}
+
+/// Throws `UsageError` naming `--validation-split` when it leaves no training or no
+/// validation sample, computed as `fit` does.
+func checkValidationSplit(_ split: Double, samples: Int) throws {
+    guard split > 0 else { return }
+    let training = Int((Double(samples) * (1 - split)).rounded(.down))
+    guard training > 0, training < samples else {
+        throw UsageError(
+            "--validation-split \(split) of \(samples) training samples leaves \(training) for training and "
+                + "\(samples - training) for validation; both need at least one, so change --validation-split or --limit")
     }
 }
 

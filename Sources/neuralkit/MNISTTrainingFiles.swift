@@ -6,26 +6,27 @@ let mnistTrainingFilesUsage = """
                               generators) to FILE, for --resume or neuralkit evaluate; not
                               written when Ctrl-C stops training. With --loss both, FILE
                               gets the loss name before its extension: model.nk gives
-                              model-sparse.nk and model-categorical.nk
+                              model-sparse.nk and model-categorical.nk (default: not saved)
       --checkpoint DIR        after every epoch, save the model to DIR/epoch-NN.nk (NN the
                               1-based epoch; about 5 MB each) and DIR/last.nk; Ctrl-C
                               stops after the current batch and saves to DIR/last.nk; DIR
                               is created if missing; with --loss both, DIR/sparse and
-                              DIR/categorical
+                              DIR/categorical (default: no checkpoints)
       --resume FILE           continue training a model saved by --save or --checkpoint
                               with its loss, optimizer state and learning rate, from the
                               epoch after the last one it completed up to --epochs. The
                               completed epochs are its optimizer steps divided by the steps
                               per epoch, so keep --limit, --batch-size and --validation-split.
                               --seed is ignored; --learning-rate, if given, replaces the
-                              saved rate; --loss both is rejected
+                              saved rate; --loss both is rejected (default: a new model)
       --early-stopping N      stop once val_loss has not improved for N epochs, an integer
                               of at least 0, then evaluate and --save the weights of the
                               epoch with the lowest val_loss (checkpoints keep the weights
-                              of their epoch)
+                              of their epoch) (default: off, train all --epochs)
       --history-csv FILE      write one CSV row per epoch: epoch (from 0), then the logged
                               values in sorted key order; with --resume, rows are appended;
                               with --loss both, FILE gets the loss name as with --save
+                              (default: no CSV)
     """
 
 /// The options of `neuralkit mnist` that save, resume and stop training.
@@ -116,6 +117,15 @@ struct MNISTTrainingFiles {
         checkpointDirectory.map { runCount > 1 ? $0.appendingPathComponent(lossName) : $0 }
     }
 
+    /// Checks before training that every `--save` file can be created, so that a trained
+    /// model is not lost to a folder that rejects the file at the end.
+    func checkSaveFiles(losses: [String]) throws {
+        for lossName in losses {
+            guard let file = saveFile(lossName: lossName, runCount: losses.count) else { continue }
+            try checkWritable(file, option: "save")
+        }
+    }
+
     /// Saves the model to the `--save` file of one run, if given, and prints the path.
     func saveModel(_ model: Sequential, lossName: String, runCount: Int) throws {
         guard let file = saveFile(lossName: lossName, runCount: runCount) else { return }
@@ -150,13 +160,26 @@ private func outputFile(_ options: CommandLineOptions, _ name: String) throws ->
     let url = URL(fileURLWithPath: text)
     var isFolder: ObjCBool = false
     if FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue {
-        throw UsageError("--\(name) '\(text)' is a folder; pass a file path such as \(url.appendingPathComponent("model.nk").path)")
+        let example = url.appendingPathComponent(name == "history-csv" ? "history.csv" : "model.nk").path
+        throw UsageError("--\(name) '\(text)' is a folder; pass a file path such as \(example)")
     }
     let folder = url.deletingLastPathComponent()
     guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isFolder), isFolder.boolValue else {
         throw UsageError("--\(name) '\(text)': folder \(folder.path) not found; create it or choose another path")
     }
     return url
+}
+
+/// Throws `UsageError` naming `--option` unless a file can be created next to `file`:
+/// the check creates and removes an empty temporary file there.
+func checkWritable(_ file: URL, option: String) throws {
+    let probe = file.deletingLastPathComponent().appendingPathComponent(".\(file.lastPathComponent).write-check-\(getpid())")
+    guard FileManager.default.createFile(atPath: probe.path, contents: Data()) else {
+        throw UsageError(
+            "--\(option) '\(file.path)': cannot create files in \(file.deletingLastPathComponent().path) "
+                + "(\(String(cString: strerror(errno)))); choose a writable folder")
+    }
+    try? FileManager.default.removeItem(at: probe)
 }
 
 /// Inserts `-suffix` before the extension: `model.nk` becomes `model-sparse.nk`.
@@ -232,7 +255,7 @@ struct ResumedMNISTModel {
         let trainCount = validationSplit > 0
             ? Int((Double(trainingSamples) * (1 - validationSplit)).rounded(.down))
             : trainingSamples
-        let steps = max(1, (trainCount + batchSize - 1) / batchSize)
+        let steps = max(1, trainCount / batchSize + (trainCount % batchSize == 0 ? 0 : 1))
         let iterations = model.optimizer?.iterations ?? 0
         let completed = iterations / steps
         guard completed < epochs else {
@@ -256,15 +279,15 @@ struct MNISTTrainingInterrupted: Error, CustomStringConvertible {
     let description: String
 }
 
-/// Runs one `fit` call of `neuralkit mnist` with Ctrl-C handling: the first SIGINT stops
-/// after the current batch, and a second one exits at once.
+/// Runs one `fit` call of `neuralkit mnist` with Ctrl-C handling, through an
+/// interruption whose signal handler the caller installed: the first SIGINT stops after
+/// the current batch, and a second one exits at once.
 ///
 /// - Throws: `MNISTTrainingInterrupted` when Ctrl-C stopped training, after the
 ///   checkpoint callback saved the model, if `--checkpoint` was given.
-func fitHandlingInterrupts(checkpointFolder: URL?, _ fit: (TrainingInterruption) throws -> History) throws -> History {
-    let interruption = TrainingInterruption()
-    interruption.installSignalHandler()
-    defer { interruption.removeSignalHandler() }
+func fitHandlingInterrupts(
+    _ interruption: TrainingInterruption, checkpointFolder: URL?, _ fit: (TrainingInterruption) throws -> History
+) throws -> History {
     let history = try fit(interruption)
     guard let stop = interruption.stopPoint else { return history }
 

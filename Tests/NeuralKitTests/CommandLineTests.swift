@@ -26,7 +26,9 @@ func runNeuralKit(_ arguments: [String]) throws -> (status: Int32, output: Strin
         (["--epochs", "0"], "--epochs must be an integer of at least 1, got '0'"),
         (["--batch-size", "-1"], "--batch-size must be an integer of at least 1, got '-1'"),
         (["--validation-split", "1.5"], "--validation-split must be a number in [0, 1), got '1.5'"),
-        (["--learning-rate=0"], "--learning-rate must be a number greater than 0, got '0'"),
+        (["--learning-rate=0"], "--learning-rate must be a number greater than 0 and at most 3.4e38 (a finite Float), got '0'"),
+        (["--learning-rate", "1e39"], "--learning-rate must be a number greater than 0 and at most 3.4e38 (a finite Float), got '1e39'"),
+        (["--data", ""], "--data needs a folder path, got ''"),
         (["--verbose", "3"], "--verbose must be an integer from 0 to 2, got '3'"),
         (["--loss", "hinge"], "--loss must be one of sparse, categorical, both, got 'hinge'"),
         (["--seed", "-4"], "--seed must be an integer from 0 to 18446744073709551615, got '-4'"),
@@ -57,6 +59,19 @@ func runNeuralKit(_ arguments: [String]) throws -> (status: Int32, output: Strin
         let result = try runNeuralKit(["mnist", "--limit", "60001", "--verbose", "0"])
         #expect(result.status == 1)
         #expect(result.error.contains("--limit 60001 exceeds the 60000 training samples"), "\(result.error)")
+    }
+
+    @Test func unwritableSaveFolderRejectedBeforeTraining() throws {
+        let result = try runNeuralKit(["mnist", "--limit", "500", "--epochs", "1", "--verbose", "2", "--save", "/proc/model.nk"])
+        #expect(result.status != 0)
+        #expect(result.error.contains("--save '/proc/model.nk': cannot create files in /proc"), "\(result.error)")
+        #expect(!result.output.contains("Epoch 1/1"), "\(result.output)")
+    }
+
+    @Test func validationSplitLeavingNoSampleNamesOption() throws {
+        let result = try runNeuralKit(["mnist", "--limit", "1", "--verbose", "0"])
+        #expect(result.status != 0)
+        #expect(result.error.contains("--validation-split 0.2 of 1 training samples leaves 0 for training"), "\(result.error)")
     }
 
     @Test func helpListsEveryOption() throws {

@@ -122,6 +122,15 @@ import NeuralKit
         #expect(oneHot.shape == [2, 4])
     }
 
+    @Test func negativeOrHugeLabelRejected() {
+        let negative = errorMessage { _ = try toCategorical(Tensor<Int>([2, -1])) }
+        #expect(negative?.contains("label -1 at index 1 is not a class index") == true, "\(negative ?? "no error")")
+        let huge = errorMessage { _ = try toCategorical(Tensor<Int>([Int.max])) }
+        #expect(huge?.contains("is too large to be a class index") == true, "\(huge ?? "no error")")
+        let tooMany = errorMessage { _ = try toCategorical(Tensor<Int>([3_000_000_000])) }
+        #expect(tooMany?.contains("need more than 2^31 floats") == true, "\(tooMany ?? "no error")")
+    }
+
     @Test func labelBeyondClassCountRejected() {
         let message = errorMessage { _ = try toCategorical(Tensor<Int32>([0, 5]), numClasses: 3) }
         #expect(message?.contains("label 5 at index 1") == true, "\(message ?? "no error")")

@@ -123,6 +123,33 @@ import NeuralKit
         #expect(history["loss"]!.allSatisfy { $0.isFinite })
     }
 
+    @Test func batchLargerThanDataIsOneBatch() throws {
+        let model = Sequential([Input(shape: [2]), Dense(units: 2, activation: .softmax)])
+        try model.compile(loss: SparseCategoricalCrossentropy(), optimizer: Adam())
+        var printed = ""
+        try model.fit(
+            x: Tensor([[0, 1], [1, 0], [1, 1]]), y: Tensor<Int8>([0, 1, 1]), batchSize: Int.max, verbose: .epochLines,
+            output: { printed += $0 })
+        #expect(printed.contains("1/1 - "), "\(printed)")
+        #expect(try model.predict(Tensor([[0, 1]]), batchSize: Int.max).shape == [1, 2])
+    }
+
+    @Test func layerReusedWithOtherShapeRejected() throws {
+        let dense = Dense(units: 2)
+        let first = Sequential([Input(shape: [4]), dense])
+        try first.build(inputShape: [4])
+        let second = Sequential([Input(shape: [3]), dense])
+        let message = errorMessage { try second.build(inputShape: [3]) }
+        #expect(message?.contains("was already built for input (None, 4)") == true, "\(message ?? "no error")")
+        #expect(try first.predict(Tensor(zeros: [1, 4])).shape == [1, 2])
+    }
+
+    @Test func oversizedKernelRejected() {
+        let model = Sequential([Input(shape: [1_000_000]), Dense(units: 1_000_000)])
+        let message = errorMessage { _ = try model.summary() }
+        #expect(message?.contains("has more than 2^31 elements") == true, "\(message ?? "no error")")
+    }
+
     @Test func validationSplitTakesLastSamples() throws {
         // After fit, the last epoch's val_loss is the loss of the final weights on the last
         // 20% of the samples, in their original order.

@@ -264,6 +264,16 @@ func syntheticHistory(epochs: Int, offset: Float) -> History {
         #expect(maxRelativeDifference(file.images[1].pixels, [1, 1, 1, 0, 0, 0]) < 1e-6)
     }
 
+    @Test func oversizedPNGRejectedBeforeDecoding() throws {
+        // A PNG signature and an IHDR chunk for 20000x20000 pixels, without image data.
+        var bytes: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52]
+        bytes += [0, 0, 0x4E, 0x20, 0, 0, 0x4E, 0x20, 8, 0, 0, 0, 0, 0, 0, 0, 0]
+        let url = try temporaryFolder().appendingPathComponent("huge.png")
+        try Data(bytes).write(to: url)
+        let message = errorMessage { _ = try readGrayscaleImages(from: url) }
+        #expect(message?.contains("is 20000x20000 pixels, more than the limit") == true, "\(message ?? "no error")")
+    }
+
     @Test func imageFileErrorsNameFileAndProblem() throws {
         let folder = try temporaryFolder()
         let labels = folder.appendingPathComponent("labels-idx1-ubyte")

@@ -47,14 +47,32 @@ public enum MNIST {
     /// Loads the four files from `directory` as `load(from:)` does, but keeps the pixels
     /// as bytes in [0, 255].
     public static func loadBytes(from directory: URL) throws -> ByteImageDataset {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw NeuralKitError.invalidData(
-                file: directory.path, reason: "folder not found; it must contain \(fileNames.map { $0 + ".gz" }.joined(separator: ", "))")
-        }
+        try requireFolder(directory)
         let (trainImages, trainLabels) = try loadPair(directory, images: fileNames[0], labels: fileNames[1])
         let (testImages, testLabels) = try loadPair(directory, images: fileNames[2], labels: fileNames[3])
         return ByteImageDataset(trainImages: trainImages, trainLabels: trainLabels, testImages: testImages, testLabels: testLabels)
+    }
+
+    /// Loads only the test split (`t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte`)
+    /// from `directory`, with pixels divided by 255, for evaluating a trained model.
+    public static func loadTest(from directory: URL) throws -> (images: Tensor<Float>, labels: Tensor<UInt8>) {
+        try requireFolder(directory)
+        let (images, labels) = try loadPair(directory, images: fileNames[2], labels: fileNames[3])
+        return (ScaledBytes(images, divisor: 255).floats(), labels)
+    }
+
+    /// Throws `NeuralKitError.invalidData` unless `directory` is an existing folder.
+    private static func requireFolder(_ directory: URL) throws {
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory)
+        if exists && !isDirectory.boolValue {
+            throw NeuralKitError.invalidData(
+                file: directory.path, reason: "is a file, not a folder; pass the folder that contains the four IDX files")
+        }
+        guard exists else {
+            throw NeuralKitError.invalidData(
+                file: directory.path, reason: "folder not found; it must contain \(fileNames.map { $0 + ".gz" }.joined(separator: ", "))")
+        }
     }
 
     private static func loadPair(_ directory: URL, images: String, labels: String) throws -> (Tensor<UInt8>, Tensor<UInt8>) {

@@ -27,7 +27,7 @@ public final class CPUBackend: Backend {
     ///
     /// - Parameter threadCount: threads for kernels; default one per active processor.
     public init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount) {
-        precondition(threadCount >= 1, "threadCount must be at least 1, got \(threadCount)")
+        checkPrecondition(threadCount >= 1, "threadCount must be at least 1, got \(threadCount)")
         self.threadCount = threadCount
         openblas_set_num_threads(1)
     }
@@ -161,7 +161,7 @@ public final class CPUBackend: Backend {
         _ input: UnsafePointer<Float>, geometry g: ConvolutionGeometry,
         into output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>
     ) {
-        precondition(g.inputCount <= Int(Int32.max), "max pooling input of \(g.inputCount) elements exceeds Int32 offsets")
+        checkPrecondition(g.inputCount <= Int(Int32.max), "max pooling input of \(g.inputCount) elements exceeds Int32 offsets")
         var geometry = g.cGeometry
         parallelRanges(count: g.batch) { samples in
             nk_max_pool(input, &geometry, samples.lowerBound, samples.upperBound, output, argmax)

@@ -73,7 +73,12 @@ public final class Conv2D: ActivatedLayer {
                     + "\(formatShape(inputShape, unknownBatch: true)); use a smaller kernel or padding: .same")
         }
 
+        if kernel != nil {
+            try requireSameInputShape(self.inputShape, inputShape, of: "Conv2D '\(name)'")
+            return [geometry.outputHeight, geometry.outputWidth, filters]
+        }
         let channels = inputShape[2]
+        try requireAllocatable([kernelSize.0, kernelSize.1, channels, filters], "kernel", of: "Conv2D '\(name)'")
         let fanIn = kernelSize.0 * kernelSize.1 * channels
         let fanOut = kernelSize.0 * kernelSize.1 * filters
         kernel = Parameter(
@@ -86,8 +91,8 @@ public final class Conv2D: ActivatedLayer {
     }
 
     public func forward(_ input: Tensor<Float>, training: Bool) -> Tensor<Float> {
-        guard let kernel else { preconditionFailure("Conv2D '\(name)' used before build") }
-        precondition(
+        guard let kernel else { fatalError("Conv2D '\(name)' used before build") }
+        checkPrecondition(
             input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
             "Conv2D '\(name)' was built for input \(formatShape(inputShape, unknownBatch: true)), got \(formatShape(input.shape))")
         let geometry = makeGeometry(batch: input.shape[0], inputShape: inputShape)
@@ -116,7 +121,7 @@ public final class Conv2D: ActivatedLayer {
     }
 
     private func backward(_ outputGradient: Tensor<Float>, through activation: Activation, needsInputGradient: Bool) -> Tensor<Float>? {
-        guard let kernel else { preconditionFailure("Conv2D '\(name)' used before build") }
+        guard let kernel else { fatalError("Conv2D '\(name)' used before build") }
         return buffers.backward(outputGradient, needsInputGradient: needsInputGradient, layer: name) { input, output, dy, dx in
             let geometry = makeGeometry(batch: input.shape[0], inputShape: inputShape)
             kernel.value.scalars.withUnsafeBufferPointer { w in

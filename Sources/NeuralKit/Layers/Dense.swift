@@ -36,6 +36,11 @@ public final class Dense: ActivatedLayer {
             throw NeuralKitError.incompatibleShapes(
                 "Dense '\(name)' needs an input with a positive last axis, got shape \(formatShape(inputShape, unknownBatch: true))")
         }
+        if let kernel {
+            try requireSameInputShape([kernel.value.shape[0]], [inputUnits], of: "Dense '\(name)'")
+            return Array(inputShape.dropLast()) + [units]
+        }
+        try requireAllocatable([inputUnits, units], "kernel", of: "Dense '\(name)'")
         kernel = Parameter(
             name: "kernel",
             value: glorotUniform(shape: [inputUnits, units], fanIn: inputUnits, fanOut: units, generator: &generator))
@@ -44,9 +49,9 @@ public final class Dense: ActivatedLayer {
     }
 
     public func forward(_ input: Tensor<Float>, training: Bool) -> Tensor<Float> {
-        guard let kernel else { preconditionFailure("Dense '\(name)' used before build") }
+        guard let kernel else { fatalError("Dense '\(name)' used before build") }
         let inputUnits = kernel.value.shape[0]
-        precondition(
+        checkPrecondition(
             input.shape.last == inputUnits,
             "Dense '\(name)' was built for \(inputUnits) input units, got input of shape \(formatShape(input.shape))")
         let rows = input.count / inputUnits
@@ -75,7 +80,7 @@ public final class Dense: ActivatedLayer {
     }
 
     private func backward(_ outputGradient: Tensor<Float>, through activation: Activation, needsInputGradient: Bool) -> Tensor<Float>? {
-        guard let kernel else { preconditionFailure("Dense '\(name)' used before build") }
+        guard let kernel else { fatalError("Dense '\(name)' used before build") }
         let inputUnits = kernel.value.shape[0]
         return buffers.backward(outputGradient, needsInputGradient: needsInputGradient, layer: name) { input, output, dy, dx in
             kernel.value.scalars.withUnsafeBufferPointer { w in

@@ -61,7 +61,7 @@ public final class Dropout: Layer {
     public func backward(_ outputGradient: Tensor<Float>, needsInputGradient: Bool) -> Tensor<Float>? {
         guard needsInputGradient else { return nil }
         guard !mask.isEmpty else { return outputGradient }
-        precondition(outputGradient.count == mask.count, "Dropout '\(name)': gradient shape \(formatShape(outputGradient.shape)) differs from the last training input")
+        checkPrecondition(outputGradient.count == mask.count, "Dropout '\(name)': gradient shape \(formatShape(outputGradient.shape)) differs from the last training input")
         inputGradient.resize(to: outputGradient.shape, filler: 0)
         outputGradient.scalars.withUnsafeBufferPointer { g in
             mask.withUnsafeBufferPointer { m in

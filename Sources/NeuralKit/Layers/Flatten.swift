@@ -10,6 +10,9 @@ public final class Flatten: Layer {
     }
 
     public func build(inputShape: [Int], generator: inout SeededGenerator) throws -> [Int] {
+        if !self.inputShape.isEmpty {
+            try requireSameInputShape(self.inputShape, inputShape, of: "Flatten '\(name)'")
+        }
         self.inputShape = inputShape
         return [inputShape.reduce(1, *)]
     }

@@ -67,6 +67,32 @@ func glorotUniform(shape: [Int], fanIn: Int, fanOut: Int, generator: inout Seede
     return Tensor(shape: shape, scalars: values)
 }
 
+/// Throws unless a parameter tensor of `shape` fits in memory as one array: at most 2^31
+/// elements, computed without overflow.
+func requireAllocatable(_ shape: [Int], _ parameter: String, of layer: String) throws {
+    var count = 1
+    for dimension in shape {
+        let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+        guard !overflow, product <= Int(Int32.max) else {
+            throw NeuralKitError.invalidArgument(
+                "\(layer): a \(parameter) of shape \(formatShape(shape)) has more than 2^31 elements; "
+                    + "reduce the input size or the number of units")
+        }
+        count = product
+    }
+}
+
+/// Throws when a layer that was built for one input shape is built again for another:
+/// a layer belongs to one model, or to several with the same input shape, which then
+/// share its weights as in Keras.
+func requireSameInputShape(_ builtShape: [Int], _ inputShape: [Int], of layer: String) throws {
+    guard builtShape == inputShape else {
+        throw NeuralKitError.incompatibleShapes(
+            "\(layer) was already built for input \(formatShape(builtShape, unknownBatch: true)) and cannot take "
+                + "\(formatShape(inputShape, unknownBatch: true)); create a new layer for the second model")
+    }
+}
+
 /// Checks that a layer argument is positive, naming the layer and argument otherwise.
 func requirePositive(_ value: Int, _ argument: String, of layer: String) throws {
     guard value > 0 else {

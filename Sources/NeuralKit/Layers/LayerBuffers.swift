@@ -35,9 +35,9 @@ struct LayerBuffers {
         compute: (Tensor<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>?) -> Void
     ) -> Tensor<Float>? {
         guard let input = lastInput else {
-            preconditionFailure("layer '\(layer)': backward needs a preceding forward pass with training: true")
+            fatalError("layer '\(layer)': backward needs a preceding forward pass with training: true")
         }
-        precondition(
+        checkPrecondition(
             outputGradient.shape == trainingOutput.shape,
             "layer '\(layer)': gradient shape \(formatShape(outputGradient.shape)) differs from output shape \(formatShape(trainingOutput.shape))")
         if needsInputGradient { inputGradient.resize(to: input.shape, filler: 0) }

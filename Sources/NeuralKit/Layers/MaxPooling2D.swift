@@ -52,12 +52,15 @@ public final class MaxPooling2D: Layer {
                 "MaxPooling2D '\(name)': a \(poolSize.0)x\(poolSize.1) window with .valid padding does not fit input "
                     + "\(formatShape(inputShape, unknownBatch: true)); use a smaller poolSize or padding: .same")
         }
+        if !self.inputShape.isEmpty {
+            try requireSameInputShape(self.inputShape, inputShape, of: "MaxPooling2D '\(name)'")
+        }
         self.inputShape = inputShape
         return [geometry.outputHeight, geometry.outputWidth, inputShape[2]]
     }
 
     public func forward(_ input: Tensor<Float>, training: Bool) -> Tensor<Float> {
-        precondition(
+        checkPrecondition(
             input.rank == 4 && Array(input.shape.dropFirst()) == inputShape,
             "MaxPooling2D '\(name)' was built for input \(formatShape(inputShape, unknownBatch: true)), got \(formatShape(input.shape))")
         let geometry = makeGeometry(batch: input.shape[0], inputShape: inputShape)
@@ -75,7 +78,7 @@ public final class MaxPooling2D: Layer {
     public func backward(_ outputGradient: Tensor<Float>, needsInputGradient: Bool) -> Tensor<Float>? {
         guard needsInputGradient else { return nil }
         guard let geometry = trainingGeometry, outputGradient.shape == trainingOutput.shape else {
-            preconditionFailure("MaxPooling2D '\(name)': backward needs a preceding forward pass with training: true and a gradient of its output shape")
+            fatalError("MaxPooling2D '\(name)': backward needs a preceding forward pass with training: true and a gradient of its output shape")
         }
         trainingGeometry = nil
         inputGradient.resize(to: [geometry.batch] + inputShape, filler: 0)

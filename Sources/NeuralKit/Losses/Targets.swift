@@ -47,7 +47,7 @@ extension Float: TargetScalar {
 
 extension TargetScalar where Self: BinaryInteger {
     public static func makeTargets(_ tensor: Tensor<Self>) -> Targets {
-        .classIndices(Tensor<Int>(shape: tensor.shape, scalars: tensor.scalars.map { Int($0) }))
+        .classIndices(Tensor<Int>(shape: tensor.shape, scalars: tensor.scalars.map { Int(clamping: $0) }))
     }
 }
 
@@ -56,6 +56,9 @@ extension Int32: TargetScalar {}
 extension Int64: TargetScalar {}
 extension UInt8: TargetScalar {}
 extension Int16: TargetScalar {}
+extension Int8: TargetScalar {}
+extension UInt: TargetScalar {}
+extension UInt64: TargetScalar {}
 extension UInt16: TargetScalar {}
 extension UInt32: TargetScalar {}
 
@@ -73,16 +76,34 @@ extension Targets: TargetConvertible {
 /// - Parameter numClasses: the number of classes; nil means the largest label plus one.
 /// - Throws: `NeuralKitError.invalidLabels` for a negative label or one `>= numClasses`.
 public func toCategorical<Scalar: BinaryInteger>(_ labels: Tensor<Scalar>, numClasses: Int? = nil) throws -> Tensor<Float> {
-    let values = labels.scalars.map { Int($0) }
-    let classCount = numClasses ?? ((values.max() ?? -1) + 1)
+    var values: [Int] = []
+    values.reserveCapacity(labels.count)
+    for (position, label) in labels.scalars.enumerated() {
+        guard let value = Int(exactly: label), value >= 0 else {
+            throw NeuralKitError.invalidLabels(
+                "toCategorical: label \(label) at index \(position) is not a class index; labels must be integers from 0 upward")
+        }
+        values.append(value)
+    }
+    let largest = values.max() ?? -1
+    guard numClasses != nil || largest < Int.max else {
+        throw NeuralKitError.invalidLabels("toCategorical: label \(largest) is too large to be a class index")
+    }
+    let classCount = numClasses ?? (largest + 1)
     guard classCount > 0 else {
         throw NeuralKitError.invalidArgument("toCategorical: numClasses must be positive, got \(classCount)")
+    }
+    let (elementCount, overflow) = values.count.multipliedReportingOverflow(by: classCount)
+    guard !overflow, elementCount <= Int(Int32.max) else {
+        throw NeuralKitError.invalidArgument(
+            "toCategorical: \(values.count) labels with \(classCount) classes need more than 2^31 floats; "
+                + "check numClasses and the largest label, or use SparseCategoricalCrossentropy, which needs no one-hot labels")
     }
     var outputShape = labels.shape
     if outputShape.count > 1 && outputShape.last == 1 { outputShape.removeLast() }
     outputShape.append(classCount)
 
-    var oneHot = [Float](repeating: 0, count: values.count * classCount)
+    var oneHot = [Float](repeating: 0, count: elementCount)
     for (position, label) in values.enumerated() {
         guard label >= 0 && label < classCount else {
             throw NeuralKitError.invalidLabels(

@@ -99,7 +99,7 @@ public final class SparseTopKCategoricalAccuracy: MeanHitRate, Metric {
 
     /// - Parameter k: how many of the top classes count as a hit; positive; default 5.
     public init(k: Int = 5, name: String = "sparse_top_k_categorical_accuracy") {
-        precondition(k > 0, "SparseTopKCategoricalAccuracy: k must be positive, got \(k)")
+        checkPrecondition(k > 0, "SparseTopKCategoricalAccuracy: k must be positive, got \(k)")
         self.k = k
         super.init(name: name)
     }

@@ -242,7 +242,7 @@ struct ModelFileReader {
         case let sgd as SGD:
             sgd.state = (record.iterations, try slot("velocity", of: record, parameters: parameters))
         default:
-            preconditionFailure("makeOptimizer creates only Adam and SGD")
+            fatalError("makeOptimizer creates only Adam and SGD")
         }
     }
 

@@ -40,7 +40,7 @@ extension UInt8: ModelInputScalar {
             batch.scalars.withUnsafeMutableBufferPointer { destination in
                 var offset = 0
                 for row in indices {
-                    precondition(row >= 0 && row < rowCount, "row \(row) is outside 0..<\(rowCount)")
+                    checkPrecondition(row >= 0 && row < rowCount, "row \(row) is outside 0..<\(rowCount)")
                     let start = row * rowSize
                     for index in 0..<rowSize { destination[offset + index] = Float(source[start + index]) }
                     offset += rowSize
@@ -80,7 +80,7 @@ public struct ScaledBytes: ModelInput, Sendable {
     public let divisor: Float
 
     public init(_ bytes: Tensor<UInt8>, divisor: Float) {
-        precondition(divisor > 0 && divisor.isFinite, "ScaledBytes: divisor must be positive and finite, got \(divisor)")
+        checkPrecondition(divisor > 0 && divisor.isFinite, "ScaledBytes: divisor must be positive and finite, got \(divisor)")
         self.bytes = bytes
         self.divisor = divisor
     }

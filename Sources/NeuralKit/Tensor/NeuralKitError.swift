@@ -24,3 +24,13 @@ public enum NeuralKitError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
+
+/// Stops the program with `message` when `condition` is false, in every build
+/// configuration. Swift's `precondition` drops its message in optimized builds, which
+/// would leave a caller who broke an API contract without a reason.
+func checkPrecondition(
+    _ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
+    file: StaticString = #file, line: UInt = #line
+) {
+    if !condition() { fatalError(message(), file: file, line: line) }
+}

@@ -15,9 +15,9 @@ public struct Tensor<Scalar> {
     /// - Precondition: every dimension is non-negative and `scalars.count` is the
     ///   product of `shape`.
     public init(shape: [Int], scalars: [Scalar]) {
-        precondition(shape.allSatisfy { $0 >= 0 }, "Tensor shape \(formatShape(shape)) has a negative dimension")
+        checkPrecondition(shape.allSatisfy { $0 >= 0 }, "Tensor shape \(formatShape(shape)) has a negative dimension")
         let count = shape.reduce(1, *)
-        precondition(
+        checkPrecondition(
             count == scalars.count,
             "Tensor shape \(formatShape(shape)) needs \(count) scalars, but \(scalars.count) were given")
         self.shape = shape
@@ -42,7 +42,7 @@ public struct Tensor<Scalar> {
 
     /// Changes the shape in place; the element count must stay the same.
     public mutating func reshape(to newShape: [Int]) {
-        precondition(
+        checkPrecondition(
             newShape.reduce(1, *) == scalars.count,
             "cannot reshape a tensor of shape \(formatShape(shape)) to \(formatShape(newShape))")
         shape = newShape
@@ -63,13 +63,13 @@ public struct Tensor<Scalar> {
     ///
     /// Used to form batches: `x.gathering(rows: batchIndices)`.
     public func gathering(rows indices: some Collection<Int>) -> Tensor {
-        precondition(rank >= 1, "cannot take rows of a scalar tensor")
+        checkPrecondition(rank >= 1, "cannot take rows of a scalar tensor")
         let rowSize = shape.dropFirst().reduce(1, *)
         var result = [Scalar]()
         result.reserveCapacity(indices.count * rowSize)
         scalars.withUnsafeBufferPointer { source in
             for index in indices {
-                precondition(index >= 0 && index < shape[0], "row \(index) is outside 0..<\(shape[0])")
+                checkPrecondition(index >= 0 && index < shape[0], "row \(index) is outside 0..<\(shape[0])")
                 result.append(contentsOf: source[(index * rowSize)..<((index + 1) * rowSize)])
             }
         }
@@ -85,7 +85,7 @@ public struct Tensor<Scalar> {
             result.scalars.withUnsafeMutableBufferPointer { destination in
                 var offset = 0
                 for index in indices {
-                    precondition(index >= 0 && index < shape[0], "row \(index) is outside 0..<\(shape[0])")
+                    checkPrecondition(index >= 0 && index < shape[0], "row \(index) is outside 0..<\(shape[0])")
                     (destination.baseAddress! + offset).update(from: source.baseAddress! + index * rowSize, count: rowSize)
                     offset += rowSize
                 }
@@ -95,8 +95,8 @@ public struct Tensor<Scalar> {
 
     /// Returns the rows `range` along the first axis.
     public func slicing(rows range: Range<Int>) -> Tensor {
-        precondition(rank >= 1, "cannot take rows of a scalar tensor")
-        precondition(
+        checkPrecondition(rank >= 1, "cannot take rows of a scalar tensor")
+        checkPrecondition(
             range.lowerBound >= 0 && range.upperBound <= shape[0],
             "rows \(range) are outside 0..<\(shape[0])")
         let rowSize = shape.dropFirst().reduce(1, *)
@@ -124,7 +124,7 @@ extension Tensor {
     /// Creates a 2-D tensor from rows of equal length.
     public init(_ rows: [[Scalar]]) {
         let width = rows.first?.count ?? 0
-        precondition(rows.allSatisfy { $0.count == width }, "rows of a 2-D tensor must have equal lengths")
+        checkPrecondition(rows.allSatisfy { $0.count == width }, "rows of a 2-D tensor must have equal lengths")
         self.init(shape: [rows.count, width], scalars: rows.flatMap { $0 })
     }
 }

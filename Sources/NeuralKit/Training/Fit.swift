@@ -95,7 +95,10 @@ extension Sequential {
         let callbackList = CallbackList(callbacks, model: self)
         var history = History()
         let sampleCount = trainCount
-        let steps = (sampleCount + batchSize - 1) / batchSize
+        // A batch larger than the data is one batch, as in Keras; clamping also keeps
+        // `(step + 1) * batchSize` below overflow for a batch size near Int.max.
+        let batchSize = min(batchSize, sampleCount)
+        let steps = sampleCount / batchSize + (sampleCount % batchSize == 0 ? 0 : 1)
         var order = Array(0..<sampleCount)
         var batchX = Tensor<Float>(zeros: [0])
         var lastEpochLogs: [String: Float] = [:]
@@ -254,6 +257,7 @@ extension Sequential {
         guard let loss else { return [] }
         for metric in metrics { metric.reset() }
         let count = rows.count
+        let batchSize = min(batchSize, max(count, 1))
         var lossTotal = 0.0
         for start in stride(from: 0, to: count, by: batchSize) {
             let range = start..<min(start + batchSize, count)

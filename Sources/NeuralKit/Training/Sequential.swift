@@ -162,8 +162,9 @@ public final class Sequential {
     public func predict(_ x: some ModelInput, batchSize: Int = 32) throws -> Tensor<Float> {
         try requirePositiveBatchSize(batchSize)
         try prepare(for: x)
-        guard let outputShape else { preconditionFailure("model built by prepare") }
+        guard let outputShape else { fatalError("model built by prepare") }
         let count = x.shape[0]
+        let batchSize = min(batchSize, max(count, 1))
         var outputs = [Float]()
         outputs.reserveCapacity(count * outputShape.reduce(1, *))
         for start in stride(from: 0, to: count, by: batchSize) {

@@ -9,8 +9,8 @@ public struct GrayscaleImage: Sendable, Equatable {
 
     /// - Precondition: `width` and `height` are positive and `pixels.count == width * height`.
     public init(width: Int, height: Int, pixels: [Float]) {
-        precondition(width > 0 && height > 0, "image size must be positive, got \(width)x\(height)")
-        precondition(pixels.count == width * height, "a \(width)x\(height) image needs \(width * height) pixels, got \(pixels.count)")
+        checkPrecondition(width > 0 && height > 0, "image size must be positive, got \(width)x\(height)")
+        checkPrecondition(pixels.count == width * height, "a \(width)x\(height) image needs \(width * height) pixels, got \(pixels.count)")
         self.width = width
         self.height = height
         self.pixels = pixels
@@ -45,7 +45,7 @@ public struct GrayscaleImage: Sendable, Equatable {
     ///
     /// - Precondition: `width` and `height` are positive.
     public func resized(width newWidth: Int, height newHeight: Int) -> GrayscaleImage {
-        precondition(newWidth > 0 && newHeight > 0, "image size must be positive, got \(newWidth)x\(newHeight)")
+        checkPrecondition(newWidth > 0 && newHeight > 0, "image size must be positive, got \(newWidth)x\(newHeight)")
         if newWidth == width && newHeight == height { return self }
 
         // Resample the rows first, then the columns, which equals the 2-D box filter because it is separable.
@@ -92,9 +92,9 @@ private func areaWeights(from inputCount: Int, to outputCount: Int) -> [[(Int, F
 ///
 /// - Precondition: `images` is not empty and all images have the same size.
 public func imageTensor(_ images: [GrayscaleImage]) -> Tensor<Float> {
-    precondition(!images.isEmpty, "imageTensor needs at least one image")
+    checkPrecondition(!images.isEmpty, "imageTensor needs at least one image")
     let width = images[0].width
     let height = images[0].height
-    precondition(images.allSatisfy { $0.width == width && $0.height == height }, "imageTensor needs images of one size")
+    checkPrecondition(images.allSatisfy { $0.width == width && $0.height == height }, "imageTensor needs images of one size")
     return Tensor(shape: [images.count, height, width, 1], scalars: images.flatMap(\.pixels))
 }

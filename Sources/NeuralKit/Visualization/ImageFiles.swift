@@ -39,8 +39,12 @@ public func readGrayscaleImages(from url: URL) throws -> ImageFile {
         throw NeuralKitError.invalidData(file: path, reason: "is a folder; pass a PNG image or an IDX file of images")
     }
 
-    let leading = try readLeadingBytes(path, count: 8)
-    if leading == pngSignature {
+    let leading = try readLeadingBytes(path, count: 24)
+    guard !leading.isEmpty else {
+        throw NeuralKitError.invalidData(file: path, reason: "is empty; pass a PNG image or an IDX file of images")
+    }
+    if leading.starts(with: pngSignature) {
+        try checkPNGSize(leading, path: path)
         return ImageFile(url: url, format: .png, images: [try readPNG(path)])
     }
     let isGzip = leading.starts(with: [0x1F, 0x8B])
@@ -52,6 +56,29 @@ public func readGrayscaleImages(from url: URL) throws -> ImageFile {
     throw NeuralKitError.invalidData(
         file: path,
         reason: "is not a PNG image or an IDX file (it starts with bytes \(leadingHex)); convert other image formats such as JPEG to PNG")
+}
+
+/// The largest PNG that `readGrayscaleImages` decodes, in pixels: cairo decodes to 4
+/// bytes a pixel, so the limit caps that buffer at 160 MB.
+let maximumPNGPixels = 40_000_000
+
+/// Throws unless the PNG header (the IHDR chunk in bytes 16 to 23) gives a width and
+/// height of at least 1 and at most `maximumPNGPixels` pixels in all.
+private func checkPNGSize(_ leading: [UInt8], path: String) throws {
+    guard leading.count >= 24 else {
+        throw NeuralKitError.invalidData(file: path, reason: "is not a valid PNG image: it is truncated, and its header ends after \(leading.count) bytes")
+    }
+    let width = leading[16..<20].reduce(0) { $0 << 8 | Int($1) }
+    let height = leading[20..<24].reduce(0) { $0 << 8 | Int($1) }
+    guard width > 0, height > 0 else {
+        throw NeuralKitError.invalidData(file: path, reason: "is not a valid PNG image: its header gives a size of \(width)x\(height) pixels")
+    }
+    guard width * height <= maximumPNGPixels else {
+        throw NeuralKitError.invalidData(
+            file: path,
+            reason: "is \(width)x\(height) pixels, more than the limit of \(maximumPNGPixels) pixels; scale it down first, "
+                + "since it is resized to the model's input size anyway")
+    }
 }
 
 /// Up to `count` bytes from the start of a file, as stored (not decompressed).
@@ -75,7 +102,9 @@ private func readPNG(_ path: String) throws -> GrayscaleImage {
     defer { cairo_surface_destroy(decoded) }
     let status = cairo_surface_status(decoded)
     guard status == CAIRO_STATUS_SUCCESS else {
-        throw NeuralKitError.invalidData(file: path, reason: "is not a valid PNG image: \(cairoStatusMessage(status))")
+        // cairo reports corrupt or truncated image data as "out of memory" or a read error.
+        throw NeuralKitError.invalidData(
+            file: path, reason: "is not a valid PNG image: its data are corrupt or truncated (cairo: \(cairoStatusMessage(status)))")
     }
     let width = Int(cairo_image_surface_get_width(decoded))
     let height = Int(cairo_image_surface_get_height(decoded))
