@@ -721,11 +721,8 @@ extension CallbackTests {
 /// Runs `neuralkit` with `arguments`, sends SIGINT once standard output contains
 /// `marker`, and returns the exit status, standard output and standard error.
 private func runNeuralKitInterrupting(_ arguments: [String], after marker: String) throws -> (status: Int32, output: String, error: String) {
-    let folder = Bundle.main.bundleURL.pathExtension == "xctest"
-        ? Bundle.main.bundleURL.deletingLastPathComponent()
-        : Bundle.main.bundleURL
     let process = Process()
-    process.executableURL = folder.appendingPathComponent("neuralkit")
+    process.executableURL = neuralKitExecutable
     process.arguments = arguments
     let output = Pipe()
     let error = Pipe()

@@ -1,14 +1,18 @@
 import Foundation
 import Testing
 
+/// The `neuralkit` executable that `swift test` builds beside the test bundle.
+let neuralKitExecutable: URL = {
+    let bundle = Bundle.main.bundleURL
+    let folder = bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent() : bundle
+    return folder.appendingPathComponent("neuralkit")
+}()
+
 /// Runs the `neuralkit` executable built beside the test bundle and returns its exit
 /// status, standard output and standard error.
 func runNeuralKit(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-    let folder = Bundle.main.bundleURL.pathExtension == "xctest"
-        ? Bundle.main.bundleURL.deletingLastPathComponent()
-        : Bundle.main.bundleURL
     let process = Process()
-    process.executableURL = folder.appendingPathComponent("neuralkit")
+    process.executableURL = neuralKitExecutable
     process.arguments = arguments
     let output = Pipe()
     let error = Pipe()
