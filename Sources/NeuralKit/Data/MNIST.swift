@@ -10,8 +10,8 @@ public struct ImageDataset: Sendable {
     public var testLabels: Tensor<UInt8>
 }
 
-/// The same data set with pixels kept as bytes in [0, 255], a quarter of the memory of
-/// `ImageDataset`; wrap the images in `ScaledBytes` to train on them as floats.
+/// The same data set with pixels kept as bytes in [0, 255], in a quarter of the memory of
+/// `ImageDataset`. Wrap the images in `ScaledBytes` to train on them as floats.
 public struct ByteImageDataset: Sendable {
     /// Training images, `(N, height, width, 1)`.
     public var trainImages: Tensor<UInt8>

@@ -1,5 +1,5 @@
 // Overloads for `Tensor<Float>` inputs. The generic methods take any `ModelInput`, so a
-// literal such as `Tensor(zeros: [4, 3])` would leave its element type open; these
+// literal such as `Tensor(zeros: [4, 3])` would leave its element type open. These
 // overloads fix it to Float, as Keras defaults to float32.
 extension Sequential {
     /// Trains the model on float inputs; see `fit(x:y:...)` for `ModelInput`.
