@@ -243,6 +243,21 @@ import NeuralKit
         #expect(outputs.scalars.map { ($0 * 10).rounded() / 10 } == [0, 0.2, 1, 1, 0, 0.4])
     }
 
+    @Test func sameSeedSameTraining() throws {
+        // The chunked kernels sum partial gradients in a fixed order, so two runs with the
+        // same seed and thread count end with bit-identical weights.
+        let x = sharedMNIST.trainImages.slicing(rows: 0..<800)
+        let y = sharedMNIST.trainLabels.slicing(rows: 0..<800)
+        var weights: [[Tensor<Float>]] = []
+        for _ in 0..<2 {
+            let model = ReferenceModels.mnistConvNet(seed: 11)
+            try model.compile(loss: SparseCategoricalCrossentropy(), optimizer: Adam(), metrics: ["accuracy"])
+            try model.fit(x: x, y: y, batchSize: 100, epochs: 2, verbose: .silent, validationSplit: 0.25)
+            weights.append(model.parameters.map(\.value))
+        }
+        #expect(weights[0] == weights[1])
+    }
+
     @Test func sparseAndCategoricalAgree() throws {
         // The two losses see the same data, weights and dropout masks, so the same seed
         // gives the same training up to rounding.
