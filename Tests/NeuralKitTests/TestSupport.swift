@@ -8,7 +8,7 @@ func randomTensor(_ shape: [Int], seed: UInt64, low: Float = -1, high: Float = 1
     return Tensor(shape: shape, scalars: (0..<count).map { _ in low + (high - low) * generator.nextUnitFloat() })
 }
 
-/// The largest of |a - b| / max(1, |a|, |b|) over paired elements.
+/// Returns the largest |a - b| / max(1, |a|, |b|) over paired elements.
 func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count, "compared arrays differ in length: \(a.count) and \(b.count)")
     var worst: Float = 0
@@ -81,7 +81,7 @@ func built<L: Layer>(_ layer: L, inputShape: [Int], seed: UInt64 = 1) throws -> 
     return layer
 }
 
-/// The message of a NeuralKitError thrown by `body`, or nil when it throws nothing.
+/// Returns the message of the error `body` throws, or nil when it throws nothing.
 func errorMessage(_ body: () throws -> Void) -> String? {
     do {
         try body()

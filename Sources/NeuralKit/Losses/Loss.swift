@@ -124,8 +124,8 @@ func reduce(
     return (value, gradient)
 }
 
-/// Sums `values[i] * weights[i]` in Double, so that large batches lose no precision;
-/// elements with weight 0 are skipped, so an ignored NaN cannot leak in.
+/// Sums `values[i] * weights[i]` in Double, which keeps rounding error small for large
+/// batches. Elements with weight 0 are skipped, so an ignored NaN cannot leak in.
 private func weightedSum(_ values: [Float], _ weights: [Float]) -> Float {
     var total = 0.0
     for (value, weight) in zip(values, weights) where weight != 0 {

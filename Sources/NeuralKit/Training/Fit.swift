@@ -14,8 +14,8 @@ extension Sequential {
     ///     before any shuffling. Ignored when `validationData` is given.
     ///   - validationData: inputs and targets evaluated at the end of each epoch.
     ///   - shuffle: whether training samples are shuffled before each epoch; default true.
-    ///   - classWeight: a weight per class index that scales each sample's loss (classes
-    ///     missing from it weigh 1); targets must be `(N)`, `(N, 1)` or one-hot `(N, C)`.
+    ///   - classWeight: a weight per class index that scales each sample's loss. Classes
+    ///     missing from it weigh 1. Targets must be `(N)`, `(N, 1)` or one-hot `(N, C)`.
     ///   - sampleWeight: a weight per sample, `(N)`, multiplied with `classWeight`.
     ///   - callbacks: objects notified at the start and end of training, epochs and
     ///     batches, in order; see `Callback`.
