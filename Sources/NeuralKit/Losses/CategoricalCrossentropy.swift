@@ -3,9 +3,9 @@ import Foundation
 /// Crossentropy between one-hot (or soft) target rows and predicted class scores, as
 /// Keras' `CategoricalCrossentropy`.
 ///
-/// Targets and predictions have the same shape, `(N, C)` or `(N, H, W, C)`. Per row
-/// with targets `t`: from logits `z`, `loss = sum(t * (logsumexp(z) - z))`; from
-/// probabilities `p`, normalized to sum 1 and then clipped to `[1e-7, 1 - 1e-7]`,
+/// Targets and predictions have the same shape, `(N, C)` or `(N, H, W, C)`. For a row
+/// with targets `t` and logits `z`, `loss = sum(t * (logsumexp(z) - z))`. Probabilities
+/// `p` are normalized to sum 1 and then clipped to `[1e-7, 1 - 1e-7]`, and
 /// `loss = -sum(t * log(p))`, as TensorFlow computes it. With `labelSmoothing` `s`,
 /// targets become `t * (1 - s) + s / C`.
 public struct CategoricalCrossentropy: Loss {
@@ -40,12 +40,10 @@ public struct CategoricalCrossentropy: Loss {
                     + "\(formatShape(targetShape)), which looks like class indices; use SparseCategoricalCrossentropy for "
                     + "integer labels, or convert them with toCategorical(labels, numClasses: \(classes))")
         }
-        var message = "\(name): targets have shape \(formatShape(targetShape)) but predictions have shape "
+        let message = "\(name): targets have shape \(formatShape(targetShape)) but predictions have shape "
             + "\(formatShape(predictionShape)); they must be equal"
-        if predictionShape.count > 2 && targetShape.count == 2 && targetShape.first == predictionShape.first {
-            message += "; add Flatten() before the first Dense layer so that predictions have shape (\(predictionShape[0]), \(classes))"
-        }
-        throw NeuralKitError.incompatibleShapes(message)
+        throw NeuralKitError.incompatibleShapes(
+            message + missingFlattenHint(targetShape: targetShape, predictionShape: predictionShape, perSampleRank: 2))
     }
 
     public func elementLosses(targets: Targets, predictions: Tensor<Float>, predictionsAreLogits: Bool) throws -> ElementLosses {

@@ -146,6 +146,16 @@ func requireFinite(_ predictions: Tensor<Float>, lossName: String) throws {
     }
 }
 
+/// Returns the advice to add `Flatten()` when the targets look like one value per sample
+/// (rank `perSampleRank`, same batch) but the predictions kept spatial axes, as when a
+/// Dense layer follows a convolution directly; otherwise an empty string.
+func missingFlattenHint(targetShape: [Int], predictionShape: [Int], perSampleRank: Int) -> String {
+    guard predictionShape.count > 2, targetShape.count == perSampleRank, targetShape.first == predictionShape.first,
+        let classes = predictionShape.last
+    else { return "" }
+    return "; add Flatten() before the first Dense layer so that predictions have shape (\(predictionShape[0]), \(classes))"
+}
+
 /// Formats a flat row-major index as a multi-index: `(1, 2)`.
 func formatIndex(_ flatIndex: Int, shape: [Int]) -> String {
     var remainder = flatIndex

@@ -88,12 +88,10 @@ public struct SparseCategoricalCrossentropy: Loss {
                     + "\(formatShape(predictionShape)), which looks one-hot encoded; use CategoricalCrossentropy for one-hot labels, "
                     + "or pass the class indices")
         }
-        var message = "\(name): labels have shape \(formatShape(targetShape)) but predictions have shape \(formatShape(predictionShape)); "
+        let message = "\(name): labels have shape \(formatShape(targetShape)) but predictions have shape \(formatShape(predictionShape)); "
             + "labels must have shape \(formatShape(expected)) or \(formatShape(expected + [1]))"
-        if predictionShape.count > 2 && targetShape.count == 1 && targetShape.first == predictionShape.first {
-            message += "; add Flatten() before the first Dense layer so that predictions have shape (\(predictionShape[0]), \(classes))"
-        }
-        throw NeuralKitError.incompatibleShapes(message)
+        throw NeuralKitError.incompatibleShapes(
+            message + missingFlattenHint(targetShape: targetShape, predictionShape: predictionShape, perSampleRank: 1))
     }
 
     /// Converts targets to class indices, checking that each is integral and in `[0, classes)` or `ignoreClass`.
