@@ -111,7 +111,7 @@ import NeuralKit
     }
 }
 
-/// A new empty folder under the system's temporary directory.
+/// Creates a new empty folder under the system's temporary directory and returns its URL.
 func temporaryFolder() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("neuralkit-tests-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)

@@ -31,14 +31,14 @@ extension Sequential {
         lines.append(line("┏", "━", "┳", "┓"))
         lines.append(row(["Layer (type)", "Output Shape", "Param #"], border: "┃"))
         lines.append(line("┡", "━", "╇", "┩"))
-        let shown = layers.indices.filter { !(layers[$0] is Input) }
-        for (position, index) in shown.enumerated() {
+        let listedIndices = layers.indices.filter { !(layers[$0] is Input) }
+        for (position, index) in listedIndices.enumerated() {
             let layer = layers[index]
             let count = layer.parameters.reduce(0) { $0 + $1.value.count }
             lines.append(row(
                 ["\(layer.name) (\(layer.typeName))", formatShape(layerOutputShapes[index], unknownBatch: true), groupedThousands(count)],
                 border: "│"))
-            lines.append(position == shown.count - 1 ? line("└", "─", "┴", "┘") : line("├", "─", "┼", "┤"))
+            lines.append(position == listedIndices.count - 1 ? line("└", "─", "┴", "┘") : line("├", "─", "┼", "┤"))
         }
         let total = parameterCount
         let size = formatByteCount(total * MemoryLayout<Float>.size)
