@@ -3,33 +3,96 @@ import COpenBLAS
 import Dispatch
 import Foundation
 
-/// Kernels for the CPU: single-threaded OpenBLAS `sgemm` calls on cache-sized chunks of
-/// the batch, with the chunks spread over `threadCount` threads.
+/// The arithmetic of matrix products, the bulk of a convolution's or dense layer's work.
+public enum ComputePrecision: String, Sendable, CaseIterable {
+    /// float32 products and sums.
+    case float32
+    /// bfloat16 products summed in float32, as in Keras's `mixed_bfloat16` policy. Only
+    /// the two inputs of each matrix product are rounded to bfloat16 (8 significant
+    /// bits); weights, activations, gradients and optimizer state stay float32. Needs a
+    /// CPU with AVX512_BF16, on which products run about twice as fast.
+    case bfloat16
+}
+
+/// The code that runs a matrix product.
+enum MatrixKernel: Equatable {
+    /// OpenBLAS's `cblas_sgemm`, on any CPU.
+    case openBLAS
+    /// NeuralKit's AVX-512 kernels, float32 or bfloat16.
+    case native(ComputePrecision)
+
+    /// The fastest kernel for `precision` on this CPU, or nil when the CPU cannot run it.
+    static func best(for precision: ComputePrecision) -> MatrixKernel? {
+        switch precision {
+        case .float32: return nk_gemm_supported(NK_PRECISION_FLOAT32) != 0 ? .native(.float32) : .openBLAS
+        case .bfloat16: return nk_gemm_supported(NK_PRECISION_BFLOAT16) != 0 ? .native(.bfloat16) : nil
+        }
+    }
+}
+
+/// Kernels for the CPU: single-threaded matrix products on cache-sized chunks of the
+/// batch, with the chunks spread over `threadCount` threads. Products run on NeuralKit's
+/// AVX-512 kernels where the CPU has AVX-512, and on OpenBLAS otherwise.
 ///
 /// A convolution runs im2col, the matrix product, bias and activation on one chunk of
 /// samples at a time, so the im2col buffer (about 1 MiB) stays in the core's cache and
 /// no batch-sized im2col matrix is ever allocated. Threads take chunks in a fixed
 /// round-robin order and sum their kernel gradients in thread order, so results are
-/// bit-identical from run to run for the same `threadCount`.
+/// bit-identical from run to run for the same `threadCount` and CPU.
 ///
 /// Safe to call from several threads at once, as when two models train side by side:
 /// each call borrows its own set of scratch buffers from a pool.
 public final class CPUBackend: Backend {
     public let threadCount: Int
+    /// The arithmetic of matrix products.
+    public let precision: ComputePrecision
+    let matrixKernel: MatrixKernel
 
     /// The target size of one chunk's im2col buffer, in floats (1 MiB).
     private let chunkFloats = 1 << 18
     private let scratchPool = NSLock()
     private var idleScratch: [[ThreadScratch]] = []
 
-    /// Creates the backend. OpenBLAS is set to one thread, since the backend runs its
-    /// own threads over batch chunks.
+    /// Creates a float32 backend. OpenBLAS is set to one thread, since the backend runs
+    /// its own threads over batch chunks.
     ///
     /// - Parameter threadCount: threads for kernels; default one per active processor.
-    public init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount) {
+    public convenience init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        self.init(threadCount: threadCount, matrixKernel: MatrixKernel.best(for: .float32) ?? .openBLAS)
+    }
+
+    /// Creates a backend whose matrix products run in `precision`.
+    ///
+    /// - Parameters:
+    ///   - threadCount: threads for kernels; default one per active processor.
+    ///   - precision: `.float32`, or `.bfloat16` on a CPU with AVX512_BF16.
+    /// - Throws: `NeuralKitError.invalidArgument` when this CPU cannot run `precision`.
+    public convenience init(
+        threadCount: Int = ProcessInfo.processInfo.activeProcessorCount, precision: ComputePrecision
+    ) throws(NeuralKitError) {
+        guard let kernel = MatrixKernel.best(for: precision) else {
+            throw .invalidArgument(
+                "precision \(precision.rawValue) needs a CPU with AVX-512 and AVX512_BF16, and this CPU lacks them; "
+                    + "use .float32")
+        }
+        self.init(threadCount: threadCount, matrixKernel: kernel)
+    }
+
+    /// Creates a backend on a given matrix kernel, for tests that compare kernels.
+    init(threadCount: Int, matrixKernel: MatrixKernel) {
         checkPrecondition(threadCount >= 1, "threadCount must be at least 1, got \(threadCount)")
         self.threadCount = threadCount
+        self.matrixKernel = matrixKernel
+        switch matrixKernel {
+        case .openBLAS: precision = .float32
+        case .native(let precision): self.precision = precision
+        }
         openblas_set_num_threads(1)
+    }
+
+    /// Whether this CPU can run matrix products in `precision`.
+    public static func supports(_ precision: ComputePrecision) -> Bool {
+        MatrixKernel.best(for: precision) != nil
     }
 
     /// Runs `body` with one scratch set per thread, taken from the pool and returned after.
@@ -57,7 +120,7 @@ public final class CPUBackend: Backend {
         parallelRanges(count: m, minimumChunk: 64) { rows in
             let aBlock = transposeA ? a + rows.lowerBound : a + rows.lowerBound * k
             gemm(
-                aBlock, transposeA: transposeA, lda: transposeA ? m : k, b, transposeB: transposeB, ldb: transposeB ? k : n,
+                matrixKernel, aBlock, transposeA: transposeA, lda: transposeA ? m : k, b, transposeB: transposeB, ldb: transposeB ? k : n,
                 into: c + rows.lowerBound * n, m: rows.count, n: n, k: k, alpha: alpha, beta: beta)
         }
     }
@@ -70,23 +133,28 @@ public final class CPUBackend: Backend {
         let positions = g.outputHeight * g.outputWidth
         let patchSize = g.patchSize
         withScratch { scratch in
-            forEachChunk(batch: g.batch, floatsPerSample: positions * patchSize, scratch: scratch) { workspace, samples in
+            forEachChunk(
+                batch: g.batch, columnsPerSample: positions * patchSize, outputsPerSample: positions * filters, scratch: scratch
+            ) { workspace, samples in
                 let firstRow = samples.lowerBound * positions
                 let rows = samples.count * positions
                 let columns = im2col(input, geometry: g, samples: samples, workspace: workspace)
                 let outputChunk = output + firstRow * filters
+                if case .native(let precision) = matrixKernel, activation == .relu || activation == .linear, logits == nil {
+                    // Bias and ReLU applied while each tile is in registers: one pass over the output.
+                    let status = nk_gemm_bias_relu(
+                        precision.cPrecision, rows, filters, patchSize, columns, kernel, bias,
+                        activation == .relu ? 1 : 0, outputChunk)
+                    checkPrecondition(status == 0, outOfPackingMemory)
+                    return
+                }
                 gemm(
-                    columns, transposeA: false, lda: patchSize, kernel, transposeB: false, ldb: filters,
+                    matrixKernel, columns, transposeA: false, lda: patchSize, kernel, transposeB: false, ldb: filters,
                     into: outputChunk, m: rows, n: filters, k: patchSize, alpha: 1, beta: 0)
-                for row in 0..<rows {
-                    let values = outputChunk + row * filters
-                    if let bias {
-                        for c in 0..<filters { values[c] += bias[c] }
-                    }
-                    if let logits {
-                        (logits + (firstRow + row) * filters).update(from: values, count: filters)
-                    }
-                    activate(values, count: filters, activation: activation)
+                let isReLU = activation == .relu
+                nk_add_bias_relu(outputChunk, rows, filters, bias, logits.map { $0 + firstRow * filters }, isReLU ? 1 : 0)
+                if !isReLU {
+                    for row in 0..<rows { activate(outputChunk + row * filters, count: filters, activation: activation) }
                 }
             }
         }
@@ -107,38 +175,45 @@ public final class CPUBackend: Backend {
                 workspace.hasGradient = false
             }
 
-            forEachChunk(batch: g.batch, floatsPerSample: positions * patchSize, scratch: scratch) { workspace, samples in
+            forEachChunk(
+                batch: g.batch, columnsPerSample: positions * patchSize, outputsPerSample: positions * filters, scratch: scratch
+            ) { workspace, samples in
                 let firstRow = samples.lowerBound * positions
                 let rows = samples.count * positions
                 // The pre-activation gradient of a chunk lives only in the thread's scratch.
+                // Kernel and bias gradients: this thread's chunks add into its own partial sums.
                 workspace.reservePreActivationGradient(rows * filters)
                 let gradientChunk = workspace.preActivationGradient
-                activationBackward(
-                    outputGradient + firstRow * filters, output: output + firstRow * filters, into: gradientChunk,
-                    rows: rows, columns: filters, activation: activation)
+                if !workspace.hasGradient { workspace.biasGradient.update(repeating: 0, count: filters) }
+                let chunkGradient = outputGradient + firstRow * filters
+                let chunkOutput = output + firstRow * filters
+                if activation == .relu || activation == .linear {
+                    nk_relu_backward(
+                        chunkGradient, chunkOutput, gradientChunk, rows, filters, activation == .relu ? 1 : 0,
+                        workspace.biasGradient)
+                } else {
+                    activationBackward(
+                        chunkGradient, output: chunkOutput, into: gradientChunk, rows: rows, columns: filters,
+                        activation: activation)
+                    nk_relu_backward(gradientChunk, gradientChunk, gradientChunk, rows, filters, 0, workspace.biasGradient)
+                }
 
-                // Kernel and bias gradients: this thread's chunks add into its own partial sums.
                 let columns = im2col(input, geometry: g, samples: samples, workspace: workspace)
                 let beta: Float = workspace.hasGradient ? 1 : 0
                 gemm(
-                    columns, transposeA: true, lda: patchSize, gradientChunk, transposeB: false, ldb: filters,
+                    matrixKernel, columns, transposeA: true, lda: patchSize, gradientChunk, transposeB: false, ldb: filters,
                     into: workspace.kernelGradient, m: patchSize, n: filters, k: rows, alpha: 1, beta: beta)
-                if !workspace.hasGradient { workspace.biasGradient.update(repeating: 0, count: filters) }
-                for row in 0..<rows {
-                    let values = gradientChunk + row * filters
-                    for c in 0..<filters { workspace.biasGradient[c] += values[c] }
-                }
                 workspace.hasGradient = true
 
                 guard let inputGradient else { return }
                 let sampleSize = g.inputHeight * g.inputWidth * g.channels
                 if g.isPointwise {
                     gemm(
-                        gradientChunk, transposeA: false, lda: filters, kernel, transposeB: true, ldb: filters,
+                        matrixKernel, gradientChunk, transposeA: false, lda: filters, kernel, transposeB: true, ldb: filters,
                         into: inputGradient + samples.lowerBound * sampleSize, m: rows, n: patchSize, k: filters, alpha: 1, beta: 0)
                 } else {
                     gemm(
-                        gradientChunk, transposeA: false, lda: filters, kernel, transposeB: true, ldb: filters,
+                        matrixKernel, gradientChunk, transposeA: false, lda: filters, kernel, transposeB: true, ldb: filters,
                         into: workspace.columns, m: rows, n: patchSize, k: filters, alpha: 1, beta: 0)
                     var geometry = g.cGeometry
                     nk_col2im(workspace.columns, &geometry, samples.lowerBound, samples.upperBound, inputGradient)
@@ -197,19 +272,20 @@ public final class CPUBackend: Backend {
 
     // MARK: - Chunks and threads
 
-    /// Splits `batch` samples into chunks of about `chunkFloats / floatsPerSample` samples,
-    /// a multiple of `threadCount` chunks in all, and runs `body` on each. Thread `t` takes
-    /// chunks `t`, `t + threadCount`, ... in order.
+    /// Splits `batch` samples into chunks whose im2col rows and outputs take about
+    /// `chunkFloats` floats, a multiple of `threadCount` chunks in all, and runs `body` on
+    /// each. Thread `t` takes chunks `t`, `t + threadCount`, ... in order.
     private func forEachChunk(
-        batch: Int, floatsPerSample: Int, scratch: [ThreadScratch], _ body: (ThreadScratch, Range<Int>) -> Void
+        batch: Int, columnsPerSample: Int, outputsPerSample: Int, scratch: [ThreadScratch],
+        _ body: (ThreadScratch, Range<Int>) -> Void
     ) {
         guard batch > 0 else { return }
-        let samplesPerTarget = max(1, chunkFloats / max(floatsPerSample, 1))
+        let samplesPerTarget = max(1, chunkFloats / max(columnsPerSample + outputsPerSample, 1))
         var chunkCount = (batch + samplesPerTarget - 1) / samplesPerTarget
         chunkCount = min(batch, (chunkCount + threadCount - 1) / threadCount * threadCount)
         let chunkSize = (batch + chunkCount - 1) / chunkCount
         chunkCount = (batch + chunkSize - 1) / chunkSize
-        for workspace in scratch { workspace.reserveColumns(chunkSize * floatsPerSample) }
+        for workspace in scratch { workspace.reserveColumns(chunkSize * columnsPerSample) }
 
         let threads = min(threadCount, chunkCount)
         func runThread(_ thread: Int) {
@@ -310,20 +386,34 @@ final class ThreadScratch {
     }
 }
 
-/// Calls single-threaded `cblas_sgemm` in row-major order:
+let outOfPackingMemory = "out of memory for the matrix product's packing buffers (about 800 KB per thread)"
+
+extension ComputePrecision {
+    /// The same precision in the C kernels' enum.
+    var cPrecision: nk_precision { self == .bfloat16 ? NK_PRECISION_BFLOAT16 : NK_PRECISION_FLOAT32 }
+}
+
+/// Computes a single-threaded row-major product with `kernel`:
 /// `c = alpha * op(a) * op(b) + beta * c`, with `op(a)` of `m x k` and `op(b)` of `k x n`.
 func gemm(
-    _ a: UnsafePointer<Float>, transposeA: Bool, lda: Int,
+    _ kernel: MatrixKernel, _ a: UnsafePointer<Float>, transposeA: Bool, lda: Int,
     _ b: UnsafePointer<Float>, transposeB: Bool, ldb: Int,
     into c: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int, alpha: Float, beta: Float
 ) {
     guard m > 0, n > 0 else { return }
-    guard k > 0 else {
-        // BLAS skips the product for k = 0; apply beta here so the contract holds.
-        for index in 0..<(m * n) { c[index] = beta == 0 ? 0 : beta * c[index] }
-        return
+    switch kernel {
+    case .native(let precision):
+        let status = nk_gemm(
+            precision.cPrecision, transposeA ? 1 : 0, transposeB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, n)
+        checkPrecondition(status == 0, outOfPackingMemory)
+    case .openBLAS:
+        guard k > 0 else {
+            // BLAS skips the product for k = 0; apply beta here so the contract holds.
+            for index in 0..<(m * n) { c[index] = beta == 0 ? 0 : beta * c[index] }
+            return
+        }
+        cblas_sgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(n))
     }
-    cblas_sgemm(
-        CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(n))
 }
