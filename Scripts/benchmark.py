@@ -8,6 +8,10 @@ and sparse categorical crossentropy. Validation takes the last 20% of the traini
 samples before shuffling, and the rest is shuffled every epoch. The images come from
 the gzip IDX files in Data/mnist and are scaled to [0, 1].
 
+Keras and PyTorch compute in float32. NeuralKit runs as "neuralkit" in float32 and, on
+CPUs with AVX512_BF16, also as "neuralkit-bfloat16" with `--precision bfloat16`, which
+rounds the inputs of its matrix products to bfloat16 and sums in float32.
+
 Each framework runs in its own child process, so that its peak memory is its own.
 Scripts/benchmark sets up the venv and builds NeuralKit before running this file:
 
@@ -40,8 +44,22 @@ REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA_DIRECTORY = REPOSITORY_ROOT / "Data" / "mnist"
 DEFAULT_NEURALKIT = REPOSITORY_ROOT / ".build" / "release" / "neuralkit"
 
-FRAMEWORKS = ("neuralkit", "keras", "pytorch")
-FRAMEWORK_TITLES = {"neuralkit": "NeuralKit", "keras": "Keras", "pytorch": "PyTorch"}
+FRAMEWORKS = ("neuralkit", "neuralkit-bfloat16", "keras", "pytorch")
+FRAMEWORK_TITLES = {
+    "neuralkit": "NeuralKit", "neuralkit-bfloat16": "NeuralKit bfloat16", "keras": "Keras", "pytorch": "PyTorch",
+}
+# The `neuralkit mnist --precision` value of each NeuralKit framework.
+NEURALKIT_PRECISIONS = {"neuralkit": "float32", "neuralkit-bfloat16": "bfloat16"}
+# `neuralkit mnist --help` ends the --precision description with one of these.
+NEURALKIT_BFLOAT16_SUPPORTED = "(this one: yes)"
+NEURALKIT_BFLOAT16_UNSUPPORTED = "(this one: no)"
+# Steady epoch time ratios that the summary prints, as (numerator, denominator).
+SUMMARY_RATIOS = (
+    ("neuralkit", "keras"),
+    ("neuralkit", "pytorch"),
+    ("neuralkit-bfloat16", "keras"),
+    ("neuralkit-bfloat16", "neuralkit"),
+)
 TRAINING_SAMPLES = 60_000
 BATCH_SIZE = 250
 VALIDATION_SPLIT = 0.2
@@ -315,14 +333,22 @@ NEURALKIT_PARAMETERS = re.compile(r"Total params: ([0-9,]+)")
 NEURALKIT_ECHOED = ("Training with ", "Peak memory ")
 
 
-def run_neuralkit(options, threads, round_number):
-    result = RunResult("neuralkit", threads, round_number, version=neuralkit_version(options.neuralkit))
+def run_neuralkit(options, framework, threads, round_number):
+    """Run `neuralkit mnist` with the precision of `framework`, a key of NEURALKIT_PRECISIONS."""
+    result = RunResult(framework, threads, round_number, version=neuralkit_version(options.neuralkit))
     command = [
         str(options.neuralkit), "mnist", "--loss", "sparse", "--epochs", str(options.epochs),
         "--verbose", "2", "--threads", str(threads), "--seed", str(options.seed),
     ]
     if options.limit is not None:
         command += ["--limit", str(options.limit)]
+    precision = NEURALKIT_PRECISIONS[framework]
+    # float32 is the binary's default, so the float32 command omits --precision and also
+    # runs with binaries that lack the option.
+    if precision != "float32":
+        command += ["--precision", precision]
+        result.notes.append(f"--precision {precision}: the matrix products take {precision} inputs,"
+                            " while the GEMM peak is measured in float32")
     print("  $ " + " ".join(command), flush=True)
 
     launch = time.monotonic()
@@ -398,6 +424,23 @@ def record_outcome(result, outcome):
     if outcome.return_code != 0:
         result.failed = True
         result.error = f"exit code {outcome.return_code}; end of stderr:\n{outcome.stderr_tail}"
+
+
+def bfloat16_unavailable_reason(binary):
+    """Return why `binary` cannot train with --precision bfloat16 on this CPU, or None when it can.
+
+    It reads the CPU check that `neuralkit mnist --help` prints."""
+    try:
+        completed = subprocess.run([str(binary), "mnist", "--help"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"'{binary} mnist --help' failed: {error}"
+    if completed.returncode != 0:
+        return f"'{binary} mnist --help' failed with exit code {completed.returncode}"
+    if NEURALKIT_BFLOAT16_SUPPORTED in completed.stdout:
+        return None
+    if NEURALKIT_BFLOAT16_UNSUPPORTED in completed.stdout:
+        return "this CPU lacks AVX512_BF16, which --precision bfloat16 needs (from 'neuralkit mnist --help')"
+    return f"{binary} has no --precision option and needs a rebuild with 'swift build -c release'"
 
 
 def neuralkit_version(binary):
@@ -722,13 +765,12 @@ def print_summary(results, flop, peaks):
             times = [r.steady_seconds for r in results if r.framework == framework and r.threads == threads and not r.failed]
             if times:
                 medians[framework] = statistics.median(times)
-        if "neuralkit" not in medians:
-            continue
-        for other in ("keras", "pytorch"):
-            if other in medians:
-                print(f"NeuralKit / {FRAMEWORK_TITLES[other]} steady epoch time, {threads} thread(s):"
-                      f" {medians['neuralkit'] / medians[other]:.2f}"
-                      f" ({medians['neuralkit']:.2f} s / {medians[other]:.2f} s; below 1 means NeuralKit is faster)")
+        for framework, other in SUMMARY_RATIOS:
+            if framework in medians and other in medians:
+                title = FRAMEWORK_TITLES[framework]
+                print(f"{title} / {FRAMEWORK_TITLES[other]} steady epoch time, {threads} thread(s):"
+                      f" {medians[framework] / medians[other]:.2f}"
+                      f" ({medians[framework]:.2f} s / {medians[other]:.2f} s; below 1 means {title} is faster)")
 
 
 def replace_nan(value):
@@ -762,14 +804,18 @@ def describe_machine():
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(
         prog="Scripts/benchmark",
-        description="Train the MNIST reference network with NeuralKit, Keras (TensorFlow backend) and "
-        "PyTorch on this CPU and compare epoch time, throughput, achieved GFLOP/s, peak memory "
+        description="Train the MNIST reference network with NeuralKit (float32, and bfloat16 on CPUs with "
+        "AVX512_BF16), Keras (TensorFlow backend) and PyTorch on this CPU and compare epoch time, throughput, achieved GFLOP/s, peak memory "
         "and test accuracy.",
     )
     parser.add_argument("--epochs", type=positive_integer, metavar="N", default=3,
                         help="epochs per run, at least 1. Epochs 2 to N give the steady time (default: 3)")
-    parser.add_argument("--frameworks", type=framework_list, metavar="LIST", default=list(FRAMEWORKS),
-                        help="comma-separated frameworks to run, in this order (default: neuralkit,keras,pytorch)")
+    parser.add_argument("--frameworks", type=framework_list, metavar="LIST",
+                        help=f"comma-separated frameworks to run, in this order, from {', '.join(FRAMEWORKS)}. "
+                        "neuralkit-bfloat16 is NeuralKit with --precision bfloat16 (bfloat16 inputs and float32 "
+                        "sums in the matrix products) and needs a CPU with AVX512_BF16 (default: all of them, "
+                        "without neuralkit-bfloat16 when 'neuralkit mnist --help' reports that this CPU lacks "
+                        "AVX512_BF16)")
     parser.add_argument("--threads", type=positive_integer, metavar="T", default=2,
                         help="threads for every framework (default: 2)")
     parser.add_argument("--single-thread", action="store_true",
@@ -826,10 +872,19 @@ def main(argv):
     if options.worker:
         run_worker(options)
         return 0
-    if "neuralkit" in options.frameworks and not options.neuralkit.is_file():
+    frameworks = options.frameworks or list(FRAMEWORKS)
+    if any(framework in NEURALKIT_PRECISIONS for framework in frameworks) and not options.neuralkit.is_file():
         print(f"benchmark: NeuralKit executable {options.neuralkit} not found; run 'swift build -c release' "
               "or pass --neuralkit PATH", file=sys.stderr)
         return 1
+    if "neuralkit-bfloat16" in frameworks and (reason := bfloat16_unavailable_reason(options.neuralkit)):
+        if options.frameworks:
+            print(f"benchmark: cannot run neuralkit-bfloat16 because {reason}. Remove neuralkit-bfloat16 from --frameworks.",
+                  file=sys.stderr)
+            return 1
+        print(f"benchmark: leaving neuralkit-bfloat16 out of the default frameworks: {reason}")
+        frameworks.remove("neuralkit-bfloat16")
+    options.frameworks = frameworks
 
     sample_count = options.limit or TRAINING_SAMPLES
     flop = count_flop(*split_sizes(sample_count))
@@ -853,8 +908,8 @@ def main(argv):
             for framework in options.frameworks:
                 print(f"\n[round {round_number}/{options.rounds}] {FRAMEWORK_TITLES[framework]}, {threads} thread(s)",
                       flush=True)
-                if framework == "neuralkit":
-                    result = run_neuralkit(options, threads, round_number)
+                if framework in NEURALKIT_PRECISIONS:
+                    result = run_neuralkit(options, framework, threads, round_number)
                 else:
                     result = run_python_framework(options, framework, threads, round_number)
                 print_run(result, flop, peaks)
