@@ -298,7 +298,9 @@ static void max_pool_backward_tiled(const float *output_gradient, const int32_t 
                                                     channels + c;
                             const __m512i position = _mm512_add_epi32(_mm512_set1_epi32((int32_t)(n * sample_size + offset)), lane);
                             const __mmask16 hit = _mm512_cmpeq_epi32_mask(target, position);
-                            _mm512_storeu_ps(sample + offset, _mm512_maskz_mov_ps(hit, gradient));
+                            // Adding onto +0 turns a -0 gradient into +0, as the generic sum does.
+                            const __m512 routed = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_mov_ps(hit, gradient));
+                            _mm512_storeu_ps(sample + offset, routed);
                         }
                     }
                 }
@@ -483,6 +485,7 @@ void nk_relu_backward(const float *output_gradient, const float *output, float *
                       float *column_sums) {
     if (!relu && result == output_gradient) {
         // Only the sums are left to do.
+        if (!column_sums) return;
         for (long r = 0; r < rows; r++) {
             for (long c = 0; c < columns; c++) column_sums[c] += result[r * columns + c];
         }

@@ -16,10 +16,12 @@ private let nativePrecisions = ComputePrecision.allCases.filter { precision in
 /// OpenBLAS and every native kernel this CPU runs.
 private let availableKernels = [MatrixKernel.openBLAS] + nativePrecisions.map { MatrixKernel.native($0) }
 
-/// (m, n, k) around the block sizes of gemm.c: tiles of 12 x 32, depth blocks of 256, and
-/// 120 rows of op(a) and 512 columns of op(b) packed at once.
+/// (m, n, k) around the block sizes of gemm.c: tiles of 12 x 32, depth blocks of at most
+/// 320 (k is split into equal blocks), and 120 rows of op(a) and 512 columns of op(b)
+/// packed at once.
 private let productShapes: [(m: Int, n: Int, k: Int)] = [
     (1, 1, 1), (1, 33, 13), (13, 1, 31), (2, 11, 1), (12, 32, 12), (11, 31, 33), (31, 12, 257), (33, 2, 600),
+    (5, 40, 321), (14, 33, 961),
     (2, 513, 11), (127, 13, 32), (300, 31, 2), (121, 33, 127), (32, 600, 300), (125, 530, 260),
 ]
 
