@@ -1,5 +1,5 @@
 import Foundation
-import NeuralKit
+@testable import NeuralKit
 import Testing
 
 /// Makes the small convolutional model of the round-trip tests: 8x8x1 inputs, 10 classes.
@@ -337,6 +337,24 @@ private final class Identity: Layer {
         let error = invalidData { _ = try Sequential.load(from: url) }
         #expect(error?.file == url.path)
         #expect(error?.reason.contains("format version 2 is newer than version 1") == true, "\(error?.reason ?? "no error")")
+        #expect(error?.reason.contains("may instead be corrupt") == true, "\(error?.reason ?? "no error")")
+    }
+
+    @Test func futureVersionWithValidChecksumNamesNewerFormat() throws {
+        let folder = try makeTemporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let url = folder.appendingPathComponent("model.nkmodel")
+        try makeConvModel().save(to: url)
+        var bytes = [UInt8](try Data(contentsOf: url))
+        bytes[8] = 2
+        // Rewrite the trailer as a newer writer would, so only the version is unknown.
+        let checksum = ModelFileContainer.crc32(of: bytes[..<(bytes.count - 4)])
+        for index in 0..<4 { bytes[bytes.count - 4 + index] = UInt8(truncatingIfNeeded: checksum >> (8 * index)) }
+        try Data(bytes).write(to: url)
+
+        let error = invalidData { _ = try Sequential.load(from: url) }
+        #expect(error?.reason.contains("format version 2 is newer than version 1") == true, "\(error?.reason ?? "no error")")
+        #expect(error?.reason.contains("corrupt") == false, "\(error?.reason ?? "no error")")
     }
 
     @Test func missingFileRejected() throws {

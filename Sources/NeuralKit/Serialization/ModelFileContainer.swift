@@ -49,7 +49,9 @@ enum ModelFileContainer {
     }
 
     /// Checks the magic, version, flags, lengths and checksum of a file, in that order,
-    /// and returns its flags, JSON header and tensor data.
+    /// and returns its flags, JSON header and tensor data. A version newer than this
+    /// library's also reports whether the trailer is a valid CRC-32, which tells a
+    /// corrupt version field from a file of a newer format.
     ///
     /// - Throws: `NeuralKitError.invalidData` naming `path` and the first check that failed.
     static func parse(_ bytes: [UInt8], path: String) throws -> (flags: ModelFileFlags, header: ArraySlice<UInt8>, tensorData: ArraySlice<UInt8>) {
@@ -70,9 +72,14 @@ enum ModelFileContainer {
         let version = readLittleEndian(UInt32.self, bytes, at: 8)
         guard version != 0 else { throw invalid("invalid format version 0") }
         guard version <= formatVersion else {
+            // A newer format may lay out its file differently, but a bit flip in the version
+            // of a file of this format leaves a CRC-32 trailer that no longer matches.
+            let checksumOffset = bytes.count - checksumSize
+            let trailerMatches = readLittleEndian(UInt32.self, bytes, at: checksumOffset) == crc32(of: bytes[..<checksumOffset])
             throw invalid(
                 "format version \(version) is newer than version \(formatVersion), the newest this NeuralKit reads; "
-                    + "load the file with a newer NeuralKit")
+                    + "load the file with a newer NeuralKit"
+                    + (trailerMatches ? "" : ". Its last 4 bytes are not the CRC-32 of the rest, so the file may instead be corrupt"))
         }
 
         let rawFlags = readLittleEndian(UInt32.self, bytes, at: 12)
