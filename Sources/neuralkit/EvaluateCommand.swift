@@ -44,7 +44,7 @@ func runEvaluateCommand(_ arguments: [String]) -> Int32 {
             batchSize: try options.integer("batch-size", default: 250, range: 1...Int.max),
             printsConfusionMatrix: options.has("confusion-matrix"))
     } catch {
-        FileHandle.standardError.write(Data("neuralkit evaluate: \(error)\nRun 'neuralkit evaluate --help' for the options.\n".utf8))
+        FileHandle.standardError.write(Data("neuralkit evaluate: error: \(error)\nRun 'neuralkit evaluate --help' for the options.\n".utf8))
         return 2
     }
     do {

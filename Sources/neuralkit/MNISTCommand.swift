@@ -85,7 +85,7 @@ func runMNISTCommand(_ arguments: [String]) -> Int32 {
     do {
         settings = try parseMNISTSettings(arguments)
     } catch {
-        FileHandle.standardError.write(Data("neuralkit mnist: \(error)\nRun 'neuralkit mnist --help' for the options.\n".utf8))
+        FileHandle.standardError.write(Data("neuralkit mnist: error: \(error)\nRun 'neuralkit mnist --help' for the options.\n".utf8))
         return 2
     }
     do {

@@ -70,7 +70,7 @@ func runPredictCommand(_ arguments: [String]) -> Int32 {
     do {
         settings = try parsePredictSettings(arguments)
     } catch {
-        FileHandle.standardError.write(Data("neuralkit predict: \(error)\nRun 'neuralkit predict --help' for the options.\n".utf8))
+        FileHandle.standardError.write(Data("neuralkit predict: error: \(error)\nRun 'neuralkit predict --help' for the options.\n".utf8))
         return 2
     }
     do {

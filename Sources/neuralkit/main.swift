@@ -26,7 +26,7 @@ case "evaluate":
 case "predict":
     exitCode = runPredictCommand(Array(arguments.dropFirst()))
 default:
-    FileHandle.standardError.write(Data("neuralkit: unknown command '\(arguments[0])'\n\n\(usage)\n".utf8))
+    FileHandle.standardError.write(Data("neuralkit: error: unknown command '\(arguments[0])'\n\n\(usage)\n".utf8))
     exitCode = 2
 }
 exit(exitCode)
