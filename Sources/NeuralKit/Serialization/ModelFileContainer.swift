@@ -50,7 +50,7 @@ enum ModelFileContainer {
 
     /// Checks the magic, version, flags, lengths and checksum of a file, in that order,
     /// and returns its flags, JSON header and tensor data. A version newer than this
-    /// library's also reports whether the trailer is a valid CRC-32, which tells a
+    /// library's also reports whether the trailer is a valid CRC-32, which distinguishes a
     /// corrupt version field from a file of a newer format.
     ///
     /// - Throws: `NeuralKitError.invalidData` naming `path` and the first check that failed.
