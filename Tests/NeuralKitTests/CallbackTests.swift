@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import NeuralKit
+@testable import NeuralKit
 
 /// The tests of callbacks, `initialEpoch`, interruption and resuming, in the library
 /// and in `neuralkit mnist`.
@@ -686,6 +686,25 @@ extension CallbackTests {
             let data = makeSmallDataset(count: 20)
             let history = try model.fit(x: data.x, y: data.y, batchSize: 10, epochs: 2, verbose: .silent, interruption: interruption)
             #expect(history.epoch == [0, 1])
+        }
+
+        /// Two SIGINTs at once, as `timeout -s INT` sends them, count as one request; a
+        /// later one, as a second Ctrl-C, takes the exit path.
+        @Test func simultaneousSignalsCountOnce() {
+            let interruption = TrainingInterruption()
+            let start: UInt64 = 1_000_000_000
+            #expect(!interruption.receiveSignal(at: start))
+            #expect(!interruption.receiveSignal(at: start + 1_000))
+            #expect(interruption.isRequested)
+            #expect(interruption.receiveSignal(at: start + TrainingInterruption.repeatGraceNanoseconds))
+        }
+
+        @Test func resetForgetsFirstSignal() {
+            let interruption = TrainingInterruption()
+            #expect(!interruption.receiveSignal(at: 1_000))
+            interruption.reset()
+            #expect(!interruption.receiveSignal(at: 2_000_000_000))
+            #expect(interruption.isRequested)
         }
     }
 }

@@ -28,13 +28,17 @@ public final class TrainingInterruption: @unchecked Sendable {
         }
     }
 
-    // `lock` guards `requestCount`, `stopPoint` and `signalSource`, which the signal
-    // source's queue and the training thread both access.
+    // `lock` guards `requestCount`, `stopPoint`, `signalSource` and `firstSignalTime`,
+    // which the signal source's queue and the training thread both access.
     private let lock = NSLock()
     private var requestCount = 0
     private var storedStopPoint: StopPoint?
     private var signalSource: (any DispatchSourceSignal)?
     private var previousHandler: sig_t?
+    /// When the first SIGINT arrived, in `DispatchTime` nanoseconds.
+    private var firstSignalTime: UInt64?
+    /// How long after the first SIGINT further ones count as the same interrupt.
+    static let repeatGraceNanoseconds: UInt64 = 500_000_000
 
     public init() {}
 
@@ -64,15 +68,17 @@ public final class TrainingInterruption: @unchecked Sendable {
         lock.withLock {
             requestCount = 0
             storedStopPoint = nil
+            firstSignalTime = nil
         }
     }
 
     /// Makes SIGINT request the stop instead of ending the process.
     ///
-    /// The first signal calls `request()` and prints a note to standard error. A second
-    /// signal prints a note and exits with status 130 (128 + SIGINT) at once, without
-    /// running `atexit` handlers, so a save in progress leaves its temporary file behind
-    /// and the target file intact. Call `removeSignalHandler()` when training ends to
+    /// The first signal calls `request()` and prints a note to standard error. Signals in
+    /// the next 0.5 s count as the same one, as when `timeout -s INT` signals both the
+    /// process and its group. A later signal prints a note and exits with status 130
+    /// (128 + SIGINT) at once, without running `atexit` handlers, so a save in progress
+    /// leaves its temporary file behind and the target file intact. Call `removeSignalHandler()` when training ends to
     /// give Ctrl-C its default effect again. Installing twice has no further effect.
     public func installSignalHandler() {
         lock.lock()
@@ -85,11 +91,7 @@ public final class TrainingInterruption: @unchecked Sendable {
         let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
         source.setEventHandler { [weak self] in
             guard let self else { return }
-            let count = self.lock.withLock {
-                self.requestCount += Int(source.data)
-                return self.requestCount
-            }
-            if count >= 2 {
+            if self.receiveSignal(at: DispatchTime.now().uptimeNanoseconds) {
                 FileHandle.standardError.write(Data("\nInterrupted again; exiting without saving.\n".utf8))
                 _exit(130)
             }
@@ -98,6 +100,19 @@ public final class TrainingInterruption: @unchecked Sendable {
         }
         source.resume()
         signalSource = source
+    }
+
+    /// Counts a SIGINT that arrived at `now` (`DispatchTime` nanoseconds) and returns
+    /// whether it is a repeated one, on which the process exits. `timeout -s INT` signals
+    /// both the process and its group, so one interrupt can arrive twice at once, and
+    /// signals within the grace period after the first count as one.
+    func receiveSignal(at now: UInt64) -> Bool {
+        lock.withLock {
+            if let first = firstSignalTime, now - first < Self.repeatGraceNanoseconds { return false }
+            if firstSignalTime == nil { firstSignalTime = now }
+            requestCount += 1
+            return requestCount >= 2
+        }
     }
 
     /// Restores the SIGINT handler that `installSignalHandler()` replaced.
