@@ -693,17 +693,17 @@ extension CallbackTests {
         @Test func simultaneousSignalsCountOnce() {
             let interruption = TrainingInterruption()
             let start: UInt64 = 1_000_000_000
-            #expect(!interruption.receiveSignal(at: start))
-            #expect(!interruption.receiveSignal(at: start + 1_000))
+            #expect(interruption.receiveSignal(at: start) == .first)
+            #expect(interruption.receiveSignal(at: start + 1_000) == .sameInterrupt)
             #expect(interruption.isRequested)
-            #expect(interruption.receiveSignal(at: start + TrainingInterruption.repeatGraceNanoseconds))
+            #expect(interruption.receiveSignal(at: start + TrainingInterruption.repeatGraceNanoseconds) == .repeated)
         }
 
         @Test func resetForgetsFirstSignal() {
             let interruption = TrainingInterruption()
-            #expect(!interruption.receiveSignal(at: 1_000))
+            #expect(interruption.receiveSignal(at: 1_000) == .first)
             interruption.reset()
-            #expect(!interruption.receiveSignal(at: 2_000_000_000))
+            #expect(interruption.receiveSignal(at: 2_000_000_000) == .first)
             #expect(interruption.isRequested)
         }
     }

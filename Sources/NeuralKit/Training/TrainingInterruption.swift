@@ -91,27 +91,41 @@ public final class TrainingInterruption: @unchecked Sendable {
         let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
         source.setEventHandler { [weak self] in
             guard let self else { return }
-            if self.receiveSignal(at: DispatchTime.now().uptimeNanoseconds) {
+            switch self.receiveSignal(at: DispatchTime.now().uptimeNanoseconds) {
+            case .first:
+                FileHandle.standardError.write(
+                    Data("\nInterrupt received; stopping after the current batch. Press Ctrl-C again to exit at once.\n".utf8))
+            case .sameInterrupt:
+                break
+            case .repeated:
                 FileHandle.standardError.write(Data("\nInterrupted again; exiting without saving.\n".utf8))
                 _exit(130)
             }
-            FileHandle.standardError.write(
-                Data("\nInterrupt received; stopping after the current batch. Press Ctrl-C again to exit at once.\n".utf8))
         }
         source.resume()
         signalSource = source
     }
 
+    /// The handler's reading of one SIGINT.
+    enum SignalMeaning: Equatable {
+        /// The first interrupt: stop after the current batch.
+        case first
+        /// The first interrupt delivered again within the grace period: ignored.
+        case sameInterrupt
+        /// A second interrupt: exit at once.
+        case repeated
+    }
+
     /// Counts a SIGINT that arrived at `now` (`DispatchTime` nanoseconds) and returns
-    /// whether it is a repeated one, on which the process exits. `timeout -s INT` signals
-    /// both the process and its group, so one interrupt can arrive twice at once, and
-    /// signals within the grace period after the first count as one.
-    func receiveSignal(at now: UInt64) -> Bool {
+    /// what it means. `timeout -s INT` signals both the process and its group, so one
+    /// interrupt can arrive twice at once, and signals within the grace period after
+    /// the first count as one.
+    func receiveSignal(at now: UInt64) -> SignalMeaning {
         lock.withLock {
-            if let first = firstSignalTime, now - first < Self.repeatGraceNanoseconds { return false }
+            if let first = firstSignalTime, now - first < Self.repeatGraceNanoseconds { return .sameInterrupt }
             if firstSignalTime == nil { firstSignalTime = now }
             requestCount += 1
-            return requestCount >= 2
+            return requestCount >= 2 ? .repeated : .first
         }
     }
 
