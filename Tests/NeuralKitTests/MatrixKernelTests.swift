@@ -618,6 +618,20 @@ private func multiply(_ kernel: MatrixKernel, _ operands: Operands, into c: inou
             #expect(message.contains("AVX512_BF16"), "\(message)")
         }
     }
+
+    @Test(arguments: [0, -1])
+    func backendRejectsThreadCountBelowOne(threadCount: Int) {
+        do {
+            let backend = try CPUBackend(threadCount: threadCount, precision: .float32)
+            Issue.record("created a backend with \(backend.threadCount) threads")
+        } catch {
+            guard case .invalidArgument(let message) = error else {
+                Issue.record("expected invalidArgument, got \(error)")
+                return
+            }
+            #expect(message == "CPUBackend: threadCount must be at least 1, got \(threadCount)")
+        }
+    }
 }
 
 /// The outputs and gradients of one convolution.

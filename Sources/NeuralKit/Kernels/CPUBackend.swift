@@ -7,10 +7,11 @@ import Foundation
 public enum ComputePrecision: String, Sendable, CaseIterable {
     /// float32 products and sums.
     case float32
-    /// bfloat16 products summed in float32, as in Keras's `mixed_bfloat16` policy. Only
-    /// the two inputs of each matrix product are rounded to bfloat16 (8 significant
-    /// bits); weights, activations, gradients and optimizer state stay float32. Needs a
-    /// CPU with AVX512_BF16, on which products run about twice as fast.
+    /// bfloat16 products summed in float32, the idea of Keras's `mixed_bfloat16` policy
+    /// with less rounding: only the two inputs of each matrix product are rounded to
+    /// bfloat16 (8 significant bits), and weights, activations, gradients and optimizer
+    /// state stay float32. Needs a CPU with AVX512_BF16, on which products run about
+    /// twice as fast.
     case bfloat16
 }
 
@@ -66,14 +67,18 @@ public final class CPUBackend: Backend {
     /// - Parameters:
     ///   - threadCount: threads for kernels; default one per active processor.
     ///   - precision: `.float32`, or `.bfloat16` on a CPU with AVX512_BF16.
-    /// - Throws: `NeuralKitError.invalidArgument` when this CPU cannot run `precision`.
+    /// - Throws: `NeuralKitError.invalidArgument` when `threadCount` is below 1 or this
+    ///   CPU cannot run `precision`.
     public convenience init(
         threadCount: Int = ProcessInfo.processInfo.activeProcessorCount, precision: ComputePrecision
     ) throws(NeuralKitError) {
+        guard threadCount >= 1 else {
+            throw .invalidArgument("CPUBackend: threadCount must be at least 1, got \(threadCount)")
+        }
         guard let kernel = MatrixKernel.best(for: precision) else {
             throw .invalidArgument(
-                "precision \(precision.rawValue) needs a CPU with AVX-512 and AVX512_BF16, and this CPU lacks them; "
-                    + "use .float32")
+                "precision \(precision.rawValue) needs a CPU with AVX-512 (F, BW and VL) and AVX512_BF16, and this CPU "
+                    + "lacks at least one of them; use .float32")
         }
         self.init(threadCount: threadCount, matrixKernel: kernel)
     }
