@@ -364,6 +364,14 @@ private final class Identity: Layer {
         #expect(error?.reason == "file not found")
     }
 
+    @Test func folderRejected() throws {
+        let folder = try makeTemporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let error = invalidData { _ = try Sequential.load(from: folder) }
+        #expect(error?.file == folder.path)
+        #expect(error?.reason.hasPrefix("is a folder, not a model file") == true, "\(error?.reason ?? "no error")")
+    }
+
     @Test func weightsOnlyFileRejectedByLoad() throws {
         let folder = try makeTemporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }

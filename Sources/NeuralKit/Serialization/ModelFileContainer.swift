@@ -70,7 +70,7 @@ enum ModelFileContainer {
         }
 
         let version = readLittleEndian(UInt32.self, bytes, at: 8)
-        guard version != 0 else { throw invalid("invalid format version 0") }
+        guard version != 0 else { throw invalid("invalid format version 0; no NeuralKit writes it, so the file is corrupt") }
         guard version <= formatVersion else {
             // A newer format may lay out its file differently, but a bit flip in the version
             // of a file of this format leaves a CRC-32 trailer that no longer matches.

@@ -13,8 +13,12 @@ struct ModelFileReader {
     /// Reads and checks `url`: container, JSON header and tensor table.
     init(url: URL) throws {
         path = url.path
-        guard FileManager.default.fileExists(atPath: path) else {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
             throw NeuralKitError.invalidData(file: path, reason: "file not found")
+        }
+        guard !isFolder.boolValue else {
+            throw NeuralKitError.invalidData(file: path, reason: "is a folder, not a model file; pass a file in it, such as a .nk file")
         }
         let bytes: [UInt8]
         do {
