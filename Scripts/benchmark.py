@@ -26,6 +26,7 @@ median of epochs 2 to N. Loading the data and the framework is the "startup" tim
 
 import argparse
 import dataclasses
+import functools
 import gzip
 import json
 import math
@@ -443,15 +444,26 @@ def bfloat16_unavailable_reason(binary):
     return f"{binary} has no --precision option and needs a rebuild with 'swift build -c release'"
 
 
+@functools.lru_cache(maxsize=None)
 def neuralkit_version(binary):
-    """Return the short commit of the checkout, with "+changes" when the work tree differs."""
+    """Return the short commit of the git checkout that contains `binary`, with "+changes"
+    when its work tree differs from that commit.
+
+    The result is read once per binary, at its first run, so that commits made while the
+    benchmark runs do not relabel later rounds. It describes the checkout, which matches
+    the binary only when the binary was built from that work tree."""
+    folder = pathlib.Path(binary).resolve().parent
     try:
+        root = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
         commit = subprocess.run(
-            ["git", "-C", str(REPOSITORY_ROOT), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
             capture_output=True, text=True, check=True,
         ).stdout.strip()
         changes = subprocess.run(
-            ["git", "-C", str(REPOSITORY_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
