@@ -221,7 +221,9 @@ func trainMNIST(_ settings: MNISTSettings) throws {
             evaluation = try model.evaluate(x: testImages, y: oneHotTest, batchSize: settings.batchSize)
         }
         let seconds = Date().timeIntervalSince(start)
-        try stopIfInterrupted(interruption, while: "evaluating the \(loss.name) model")
+        try stopIfInterrupted(
+            interruption, while: "evaluating the \(loss.name) model",
+            savedIn: checkpointFolder.map { $0.appendingPathComponent("last.nk").path })
         try files.saveModel(model, lossName: lossName, runCount: losses.count)
         let result = MNISTRunResult(
             loss: loss.name, history: history, testLoss: evaluation["loss"] ?? .nan,
@@ -254,9 +256,15 @@ func dataFolderOption(_ options: CommandLineOptions) throws -> URL {
     return URL(fileURLWithPath: text)
 }
 
-/// Throws `MNISTTrainingInterrupted` if Ctrl-C was pressed, naming what was running.
-func stopIfInterrupted(_ interruption: TrainingInterruption, while activity: String) throws {
+/// Throws `MNISTTrainingInterrupted` if Ctrl-C was pressed, naming what was running and,
+/// when training had finished, the checkpoint that holds the trained model.
+func stopIfInterrupted(_ interruption: TrainingInterruption, while activity: String, savedIn checkpoint: String? = nil) throws {
     guard interruption.isRequested else { return }
+    if let checkpoint {
+        throw MNISTTrainingInterrupted(
+            description: "interrupted while \(activity), after training finished; the trained model is in \(checkpoint), "
+                + "and nothing else was saved")
+    }
     throw MNISTTrainingInterrupted(description: "interrupted while \(activity); nothing more was trained or saved")
 }
 
