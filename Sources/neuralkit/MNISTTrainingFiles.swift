@@ -244,11 +244,10 @@ struct ResumedMNISTModel {
 
     /// Returns the 0-based epoch to continue at: the number of epochs the model
     /// completed, from its optimizer's update count and this run's steps per epoch.
-    /// Prints where training resumes, with a note when the count falls inside an epoch.
-    ///
-    /// NOTE: model files do not store the epoch. A model saved partway through an epoch,
-    /// after Ctrl-C, repeats that epoch from its first batch. Two such saves in one
-    /// epoch-long stretch can add up to a whole epoch, which then counts as completed.
+    /// Prints where training resumes. A model saved inside an epoch, after Ctrl-C,
+    /// continues that epoch at its next batch, because `fit` reads the position from the
+    /// model. When the update count and the saved position disagree, as after other
+    /// --limit, --batch-size or --validation-split values, the epoch starts again.
     ///
     /// - Throws: `UsageError` when the model already completed `epochs` epochs.
     func initialEpoch(trainingSamples: Int, batchSize: Int, validationSplit: Double, epochs: Int) throws -> Int {
@@ -263,7 +262,13 @@ struct ResumedMNISTModel {
                 "--epochs \(epochs) leaves nothing to train, because the model in '\(file.path)' has completed \(completed) epochs "
                     + "(\(iterations) optimizer steps at \(steps) per epoch); pass --epochs \(completed + 1) or more")
         }
-        if iterations % steps != 0 {
+        let partial = iterations % steps
+        if let position = model.unfinishedEpoch, partial != 0, position.epoch == completed,
+            position.completedBatches == partial, position.batchesPerEpoch == steps {
+            print("Resuming \(file.path) in epoch \(completed + 1) of \(epochs) at batch \(partial + 1) of \(steps)")
+            return completed
+        }
+        if partial != 0 {
             print(
                 "Note: the model in \(file.path) has \(iterations) optimizer steps, partway through epoch \(completed + 1) at "
                     + "\(steps) steps per epoch, so epoch \(completed + 1) starts again from its first batch. If the first run used "

@@ -734,6 +734,63 @@ extension CallbackTests {
             #expect(actual == expected)
             #expect(resumed.optimizer?.iterations == uninterrupted.optimizer?.iterations)
         }
+
+        /// A model saved inside an epoch continues at the next batch with that epoch's
+        /// shuffle, so the weights end bit for bit as in the uninterrupted run.
+        @Test(arguments: [true, false])
+        func resumeInsideEpochMatchesUninterruptedRun(shuffle: Bool) throws {
+            let folder = try temporaryFolder()
+            let data = makeSmallDataset(count: 300)
+            let uninterrupted = try makeSmallClassifier(seed: 22)
+            let fullHistory = try uninterrupted.fit(
+                x: data.x, y: data.y, batchSize: 32, epochs: 3, verbose: .silent, validationSplit: 0.2, shuffle: shuffle)
+
+            let first = try makeSmallClassifier(seed: 22)
+            let interruption = TrainingInterruption()
+            let recorder = RecordingCallback()
+            recorder.onBatchEnd = { epoch, batch in
+                if epoch == 1 && batch == 2 { interruption.request() }
+            }
+            let checkpoint = try ModelCheckpoint(filepath: folder.path + "/last.nk", saveOnInterruption: true)
+            try first.fit(
+                x: data.x, y: data.y, batchSize: 32, epochs: 3, verbose: .silent, callbacks: [recorder, checkpoint],
+                validationSplit: 0.2, shuffle: shuffle, interruption: interruption)
+            #expect(first.unfinishedEpoch == TrainingInterruption.StopPoint(epoch: 1, completedBatches: 3, batchesPerEpoch: 8))
+
+            let resumed = try Sequential.load(from: folder.appendingPathComponent("last.nk"))
+            #expect(resumed.unfinishedEpoch == first.unfinishedEpoch)
+            let resumedHistory = try resumed.fit(
+                x: data.x, y: data.y, batchSize: 32, epochs: 3, verbose: .silent, validationSplit: 0.2, shuffle: shuffle,
+                initialEpoch: 1)
+
+            #expect(resumedHistory.epoch == [1, 2])
+            #expect(resumedHistory["loss"]?.last == fullHistory["loss"]?.last)
+            #expect(resumedHistory["val_loss"] == Array(fullHistory["val_loss"]!.suffix(2)))
+            let expected = uninterrupted.parameters.map { $0.value.scalars.map(\.bitPattern) }
+            let actual = resumed.parameters.map { $0.value.scalars.map(\.bitPattern) }
+            #expect(actual == expected)
+            #expect(resumed.optimizer?.iterations == uninterrupted.optimizer?.iterations)
+            #expect(resumed.unfinishedEpoch == nil)
+        }
+
+        /// Other batches per epoch than the saved position's start the epoch again.
+        @Test func resumeWithOtherBatchSizeRestartsEpoch() throws {
+            let data = makeSmallDataset(count: 300)
+            let model = try makeSmallClassifier(seed: 23)
+            let interruption = TrainingInterruption()
+            let recorder = RecordingCallback()
+            recorder.onBatchEnd = { epoch, batch in
+                if epoch == 0 && batch == 1 { interruption.request() }
+            }
+            try model.fit(
+                x: data.x, y: data.y, batchSize: 32, epochs: 2, verbose: .silent, callbacks: [recorder],
+                validationSplit: 0.2, interruption: interruption)
+            #expect(model.unfinishedEpoch?.completedBatches == 2)
+
+            let counter = RecordingCallback()
+            try model.fit(x: data.x, y: data.y, batchSize: 16, epochs: 1, verbose: .silent, callbacks: [counter], validationSplit: 0.2)
+            #expect(counter.events.filter { $0.hasPrefix("batchEnd") }.count == 15)
+        }
     }
 }
 

@@ -38,6 +38,20 @@ struct ModelRecord: Codable {
     /// shuffling. Nil in weights-only files.
     var generatorState: [String]?
     var layers: [LayerRecord]
+    /// The point inside an epoch where training stopped, or nil after a whole epoch and
+    /// in weights-only files.
+    var epochPosition: EpochPositionRecord?
+}
+
+/// A point inside an epoch of `fit`, from which a loaded model continues that epoch.
+struct EpochPositionRecord: Codable {
+    /// The 0-based epoch.
+    var epoch: Int
+    var completedBatches: Int
+    var batchesPerEpoch: Int
+    /// The model generator's state at the start of the epoch, which drew its shuffle;
+    /// nil when `fit` did not shuffle.
+    var shuffleGeneratorState: [String]?
 }
 
 /// One layer: its Keras class name, its name, its constructor arguments and its weights.

@@ -40,6 +40,21 @@ extension Sequential {
         // Set after `build`, which draws from the generator, so that the next draws
         // (a later build's weights, fit's shuffling) match the saved model's.
         model.generator = modelGenerator
+        if let position = record.epochPosition {
+            guard position.epoch >= 0, position.batchesPerEpoch >= 2, position.completedBatches >= 1,
+                position.completedBatches < position.batchesPerEpoch
+            else {
+                throw file.invalid(
+                    "invalid epoch position: epoch \(position.epoch), \(position.completedBatches) of "
+                        + "\(position.batchesPerEpoch) batches; expected a non-negative epoch and from 1 to one less than "
+                        + "the batches per epoch")
+            }
+            model.epochPosition = EpochPosition(
+                epoch: position.epoch, completedBatches: position.completedBatches, batchesPerEpoch: position.batchesPerEpoch,
+                shuffleGenerator: try position.shuffleGeneratorState.map {
+                    try file.generator(from: $0, owner: "the epoch position's shuffle")
+                })
+        }
 
         if let compile = file.header.compile {
             try model.restoreCompile(compile, from: file)

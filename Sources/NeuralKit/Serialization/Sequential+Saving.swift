@@ -63,7 +63,13 @@ extension Sequential {
             layerRecords.append(record)
         }
         let generatorState = weightsOnly ? nil : generator.stateRecord
-        return ModelRecord(name: name, inputShape: inputShape, generatorState: generatorState, layers: layerRecords)
+        let position = weightsOnly ? nil : epochPosition.map { position in
+            EpochPositionRecord(
+                epoch: position.epoch, completedBatches: position.completedBatches, batchesPerEpoch: position.batchesPerEpoch,
+                shuffleGeneratorState: position.shuffleGenerator?.stateRecord)
+        }
+        return ModelRecord(
+            name: name, inputShape: inputShape, generatorState: generatorState, layers: layerRecords, epochPosition: position)
     }
 
     /// Returns the constructor arguments of a layer type that model files store, or nil for other types.

@@ -34,7 +34,10 @@ extension Sequential {
     /// Each epoch shuffles with a generator drawn from the model's generator at the
     /// start of that epoch. A model saved at the end of epoch `e` (0-based) and loaded
     /// therefore trains with `initialEpoch: e + 1` bit for bit like the uninterrupted
-    /// run, on the same machine and thread count.
+    /// run, on the same machine and thread count. A model saved inside epoch `e`, after
+    /// an interruption or `stopTraining`, records the batches done. With `initialEpoch:
+    /// e` it continues at the next batch, also bit for bit, when the batches per epoch
+    /// and `shuffle` are unchanged. That epoch's logs then cover the remaining batches.
     @discardableResult
     public func fit(
         x: some ModelInput, y: some TargetConvertible,
@@ -103,6 +106,13 @@ extension Sequential {
         var batchX = Tensor<Float>(zeros: [0])
         var lastEpochLogs: [String: Float] = [:]
         stopTraining = false
+        // A model stopped inside epoch `initialEpoch` with the same batches per epoch
+        // continues that epoch at its next batch, with the same shuffle.
+        var resumed = epochPosition.flatMap { position in
+            position.epoch == initialEpoch && position.batchesPerEpoch == steps
+                && (position.shuffleGenerator != nil) == shuffle ? position : nil
+        }
+        epochPosition = nil
         interruption?.beginTraining()
         try callbackList.trainBegin()
 
@@ -110,6 +120,12 @@ extension Sequential {
             logger.beginEpoch(epoch, of: epochs)
             try callbackList.epochBegin(epoch)
             let epochStart = Date()
+            let firstStep = resumed?.completedBatches ?? 0
+            if let shuffleGenerator = resumed?.shuffleGenerator {
+                generator = shuffleGenerator
+            }
+            resumed = nil
+            let epochStartGenerator = generator
             if shuffle {
                 // A fresh generator and order per epoch make each epoch's shuffle depend
                 // only on the model's generator, which model files store.
@@ -121,7 +137,7 @@ extension Sequential {
             var lossTotal = 0.0
             var seen = 0
 
-            for step in 0..<steps {
+            for step in firstStep..<steps {
                 try callbackList.batchBegin(step)
                 let indices = order[(step * batchSize)..<min((step + 1) * batchSize, sampleCount)]
                 x.gatherFloats(rows: indices, into: &batchX)
@@ -135,7 +151,12 @@ extension Sequential {
                         "epoch \(epoch + 1), batch \(step + 1): \(message); training stopped, and the weights are those after the last good batch")
                 }
                 lossTotal += Double(stepLoss) * Double(indices.count)
-                seen = min((step + 1) * batchSize, sampleCount)
+                seen += indices.count
+                epochPosition = step + 1 < steps
+                    ? EpochPosition(
+                        epoch: epoch, completedBatches: step + 1, batchesPerEpoch: steps,
+                        shuffleGenerator: shuffle ? epochStartGenerator : nil)
+                    : nil
                 let batchLogs = [("loss", Float(lossTotal / Double(seen)))] + metricLogs()
                 logger.batchEnded(step: step + 1, of: steps, logs: batchLogs)
                 if !callbackList.isEmpty { try callbackList.batchEnd(step, logs: logsDictionary(batchLogs)) }

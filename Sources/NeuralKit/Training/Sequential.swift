@@ -38,6 +38,20 @@ public final class Sequential {
 
     var generator: SeededGenerator
 
+    /// The point inside an epoch where the last `fit` stopped, or nil after a whole
+    /// epoch. A model saved there and loaded continues that epoch at its next batch.
+    var epochPosition: EpochPosition?
+
+    /// The epoch that training stopped inside, with the batches it completed, or nil
+    /// when the last `fit` (or the saved model's) ended with a whole epoch. `fit` with
+    /// `initialEpoch` set to this epoch continues at its next batch.
+    public var unfinishedEpoch: TrainingInterruption.StopPoint? {
+        epochPosition.map {
+            TrainingInterruption.StopPoint(
+                epoch: $0.epoch, completedBatches: $0.completedBatches, batchesPerEpoch: $0.batchesPerEpoch)
+        }
+    }
+
     /// - Parameters:
     ///   - layers: the layers in order; an `Input` first builds the model at once.
     ///   - seed: seeds the model's generator; default 0.
@@ -272,4 +286,16 @@ func snakeCase(_ typeName: String) -> String {
         result.append(contentsOf: character.lowercased())
     }
     return result
+}
+
+/// A point inside an epoch of `fit`: the batches done and how that epoch shuffled.
+struct EpochPosition {
+    /// The 0-based epoch.
+    var epoch: Int
+    /// Batches of `epoch` already trained, from 1 to `batchesPerEpoch - 1`.
+    var completedBatches: Int
+    var batchesPerEpoch: Int
+    /// The model's generator at the start of `epoch`, before the shuffle drew from it;
+    /// nil when `fit` did not shuffle.
+    var shuffleGenerator: SeededGenerator?
 }
