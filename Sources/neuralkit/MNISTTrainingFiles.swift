@@ -14,7 +14,8 @@ let mnistTrainingFilesUsage = """
                               DIR/categorical (default: no checkpoints)
       --resume FILE           continue training a model saved by --save or --checkpoint
                               with its loss, optimizer state and learning rate, from the
-                              epoch after the last one it completed up to --epochs. The
+                              epoch after the last one it completed up to --epochs, or
+                              inside the epoch that Ctrl-C stopped, at its next batch. The
                               completed epochs are its optimizer steps divided by the steps
                               per epoch, so keep --limit, --batch-size and --validation-split.
                               --seed is ignored; --learning-rate, if given, replaces the
