@@ -15,9 +15,11 @@ let mnistTrainingFilesUsage = """
       --resume FILE           continue training a model saved by --save or --checkpoint
                               with its loss, optimizer state and learning rate, from the
                               epoch after the last one it completed up to --epochs, or
-                              inside the epoch that Ctrl-C stopped, at its next batch. The
-                              completed epochs are its optimizer steps divided by the steps
-                              per epoch, so keep --limit, --batch-size and --validation-split.
+                              inside the epoch that Ctrl-C stopped, at its next batch (that
+                              epoch's training loss and accuracy then cover the batches
+                              after the resume). The completed epochs are its optimizer
+                              steps divided by the steps per epoch, so keep --limit,
+                              --batch-size and --validation-split.
                               --seed is ignored; --learning-rate, if given, replaces the
                               saved rate; --loss both is rejected (default: a new model)
       --early-stopping N      stop once val_loss has not improved for N epochs, an integer
@@ -243,12 +245,14 @@ struct ResumedMNISTModel {
         }
     }
 
-    /// Returns the 0-based epoch to continue at: the number of epochs the model
-    /// completed, from its optimizer's update count and this run's steps per epoch.
-    /// Prints where training resumes. A model saved inside an epoch, after Ctrl-C,
-    /// continues that epoch at its next batch, because `fit` reads the position from the
-    /// model. When the update count and the saved position disagree, as after other
-    /// --limit, --batch-size or --validation-split values, the epoch starts again.
+    /// Returns the 0-based epoch to continue at, and prints where training resumes.
+    ///
+    /// A model that Ctrl-C stopped inside an epoch continues that epoch at its next
+    /// batch when this run has the same training samples and batch size, which is what
+    /// `fit` checks. With other --limit, --batch-size or --validation-split values, that
+    /// epoch starts again. A model saved after a whole epoch continues at the next one:
+    /// its completed epochs are its optimizer steps divided by this run's steps per
+    /// epoch, which is exact when those options are unchanged.
     ///
     /// - Throws: `UsageError` when the model already completed `epochs` epochs.
     func initialEpoch(trainingSamples: Int, batchSize: Int, validationSplit: Double, epochs: Int) throws -> Int {
@@ -257,26 +261,46 @@ struct ResumedMNISTModel {
             : trainingSamples
         let steps = max(1, trainCount / batchSize + (trainCount % batchSize == 0 ? 0 : 1))
         let iterations = model.optimizer?.iterations ?? 0
-        let completed = iterations / steps
-        guard completed < epochs else {
-            throw UsageError(
-                "--epochs \(epochs) leaves nothing to train, because the model in '\(file.path)' has completed \(completed) epochs "
-                    + "(\(iterations) optimizer steps at \(steps) per epoch); pass --epochs \(completed + 1) or more")
-        }
-        let partial = iterations % steps
-        if let position = model.unfinishedEpoch, partial != 0, position.epoch == completed,
-            position.completedBatches == partial, position.batchesPerEpoch == steps {
-            print("Resuming \(file.path) in epoch \(completed + 1) of \(epochs) at batch \(partial + 1) of \(steps)")
-            return completed
-        }
-        if partial != 0 {
+
+        if let position = model.continuableEpoch(trainingSamples: trainCount, batchSize: batchSize) {
+            try requireEpochsLeft(completed: position.epoch, epochs: epochs, detail: "it stopped inside epoch \(position.epoch + 1)")
             print(
-                "Note: the model in \(file.path) has \(iterations) optimizer steps, partway through epoch \(completed + 1) at "
-                    + "\(steps) steps per epoch, so epoch \(completed + 1) starts again from its first batch. If the first run used "
-                    + "other --limit, --batch-size or --validation-split values, pass those so that the epochs count correctly.")
+                "Resuming \(file.path) in epoch \(position.epoch + 1) of \(epochs) at batch \(position.completedBatches + 1) "
+                    + "of \(position.batchesPerEpoch)")
+            return position.epoch
+        }
+
+        let completed: Int
+        if let position = model.unfinishedEpoch {
+            completed = position.epoch
+            try requireEpochsLeft(completed: completed, epochs: epochs, detail: "it stopped inside epoch \(completed + 1)")
+            print(
+                "Note: the model in \(file.path) stopped in epoch \(completed + 1) after batch \(position.completedBatches) of "
+                    + "\(position.batchesPerEpoch), with other --limit, --batch-size or --validation-split values than this "
+                    + "run, so epoch \(completed + 1) starts again from its first batch.")
+        } else {
+            completed = iterations / steps
+            try requireEpochsLeft(
+                completed: completed, epochs: epochs, detail: "\(iterations) optimizer steps at \(steps) per epoch")
+            if iterations % steps != 0 {
+                print(
+                    "Note: the model in \(file.path) has \(iterations) optimizer steps, partway through epoch \(completed + 1) "
+                        + "at \(steps) steps per epoch, so epoch \(completed + 1) starts again from its first batch. If the "
+                        + "first run used other --limit, --batch-size or --validation-split values, pass those so that the "
+                        + "epochs count correctly.")
+            }
         }
         print("Resuming \(file.path) at epoch \(completed + 1) of \(epochs)")
         return completed
+    }
+
+    /// Throws `UsageError` when `epochs` leaves nothing to train after `completed` epochs.
+    private func requireEpochsLeft(completed: Int, epochs: Int, detail: String) throws {
+        guard completed < epochs else {
+            throw UsageError(
+                "--epochs \(epochs) leaves nothing to train, because the model in '\(file.path)' has completed \(completed) "
+                    + "epochs (\(detail)); pass --epochs \(completed + 1) or more")
+        }
     }
 }
 

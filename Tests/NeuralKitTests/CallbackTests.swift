@@ -773,10 +773,11 @@ extension CallbackTests {
             #expect(resumed.unfinishedEpoch == nil)
         }
 
-        /// Other batches per epoch than the saved position's start the epoch again.
-        @Test func resumeWithOtherBatchSizeRestartsEpoch() throws {
+        /// Returns a small classifier stopped in its first epoch after 2 of 8 batches of
+        /// 32 (240 training samples), with the data it trained on.
+        private func modelStoppedInFirstEpoch(seed: UInt64) throws -> (model: Sequential, data: (x: Tensor<Float>, y: Tensor<Int32>)) {
             let data = makeSmallDataset(count: 300)
-            let model = try makeSmallClassifier(seed: 23)
+            let model = try makeSmallClassifier(seed: seed)
             let interruption = TrainingInterruption()
             let recorder = RecordingCallback()
             recorder.onBatchEnd = { epoch, batch in
@@ -785,11 +786,39 @@ extension CallbackTests {
             try model.fit(
                 x: data.x, y: data.y, batchSize: 32, epochs: 2, verbose: .silent, callbacks: [recorder],
                 validationSplit: 0.2, interruption: interruption)
+            return (model, data)
+        }
+
+        /// Other batches per epoch than the saved position's start the epoch again.
+        @Test func resumeWithOtherBatchSizeRestartsEpoch() throws {
+            let (model, data) = try modelStoppedInFirstEpoch(seed: 23)
             #expect(model.unfinishedEpoch?.completedBatches == 2)
+            #expect(model.continuableEpoch(trainingSamples: 240, batchSize: 32) == model.unfinishedEpoch)
+            #expect(model.continuableEpoch(trainingSamples: 240, batchSize: 16) == nil)
 
             let counter = RecordingCallback()
             try model.fit(x: data.x, y: data.y, batchSize: 16, epochs: 1, verbose: .silent, callbacks: [counter], validationSplit: 0.2)
             #expect(counter.events.filter { $0.hasPrefix("batchEnd") }.count == 15)
+        }
+
+        /// Other training samples with the same batches per epoch (237 and 240 samples
+        /// both make 8 batches of 32) would shuffle other rows, so the epoch starts again.
+        @Test func resumeWithOtherSampleCountRestartsEpoch() throws {
+            let (model, data) = try modelStoppedInFirstEpoch(seed: 24)
+            #expect(model.continuableEpoch(trainingSamples: 237, batchSize: 32) == nil)
+
+            let counter = RecordingCallback()
+            try model.fit(x: data.x, y: data.y, batchSize: 32, epochs: 1, verbose: .silent, callbacks: [counter], validationSplit: 0.21)
+            #expect(counter.events.filter { $0.hasPrefix("batchEnd") }.count == 8)
+        }
+
+        /// A fit that trains no epoch keeps the position for a later save.
+        @Test func fitWithoutEpochsKeepsPosition() throws {
+            let (model, data) = try modelStoppedInFirstEpoch(seed: 25)
+            let position = model.unfinishedEpoch
+            #expect(position != nil)
+            try model.fit(x: data.x, y: data.y, batchSize: 32, epochs: 1, verbose: .silent, validationSplit: 0.2, initialEpoch: 1)
+            #expect(model.unfinishedEpoch == position)
         }
     }
 }

@@ -49,6 +49,8 @@ struct EpochPositionRecord: Codable {
     var epoch: Int
     var completedBatches: Int
     var batchesPerEpoch: Int
+    var trainingSamples: Int
+    var batchSize: Int
     /// The model generator's state at the start of the epoch, which drew its shuffle;
     /// nil when `fit` did not shuffle.
     var shuffleGeneratorState: [String]?

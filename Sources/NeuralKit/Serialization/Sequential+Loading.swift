@@ -41,16 +41,21 @@ extension Sequential {
         // (a later build's weights, fit's shuffling) match the saved model's.
         model.generator = modelGenerator
         if let position = record.epochPosition {
+            let batchSize = position.batchSize
+            let consistent = batchSize >= 1 && position.trainingSamples >= 2 && batchSize <= position.trainingSamples
+                && position.batchesPerEpoch == (position.trainingSamples + batchSize - 1) / batchSize
             guard position.epoch >= 0, position.batchesPerEpoch >= 2, position.completedBatches >= 1,
-                position.completedBatches < position.batchesPerEpoch
+                position.completedBatches < position.batchesPerEpoch, consistent
             else {
                 throw file.invalid(
                     "invalid epoch position: epoch \(position.epoch), \(position.completedBatches) of "
-                        + "\(position.batchesPerEpoch) batches; expected a non-negative epoch and from 1 to one less than "
-                        + "the batches per epoch")
+                        + "\(position.batchesPerEpoch) batches of \(batchSize) from \(position.trainingSamples) samples; "
+                        + "expected a non-negative epoch, from 1 to one less than the batches per epoch, and batches "
+                        + "that cover the samples")
             }
             model.epochPosition = EpochPosition(
                 epoch: position.epoch, completedBatches: position.completedBatches, batchesPerEpoch: position.batchesPerEpoch,
+                trainingSamples: position.trainingSamples, batchSize: position.batchSize,
                 shuffleGenerator: try position.shuffleGeneratorState.map {
                     try file.generator(from: $0, owner: "the epoch position's shuffle")
                 })

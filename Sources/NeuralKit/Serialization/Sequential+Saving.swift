@@ -66,6 +66,7 @@ extension Sequential {
         let position = weightsOnly ? nil : epochPosition.map { position in
             EpochPositionRecord(
                 epoch: position.epoch, completedBatches: position.completedBatches, batchesPerEpoch: position.batchesPerEpoch,
+                trainingSamples: position.trainingSamples, batchSize: position.batchSize,
                 shuffleGeneratorState: position.shuffleGenerator?.stateRecord)
         }
         return ModelRecord(

@@ -36,8 +36,9 @@ extension Sequential {
     /// therefore trains with `initialEpoch: e + 1` bit for bit like the uninterrupted
     /// run, on the same machine and thread count. A model saved inside epoch `e`, after
     /// an interruption or `stopTraining`, records the batches done. With `initialEpoch:
-    /// e` it continues at the next batch, also bit for bit, when the batches per epoch
-    /// and `shuffle` are unchanged. That epoch's logs then cover the remaining batches.
+    /// e` it continues at the next batch, also bit for bit, when the training samples,
+    /// batch size and `shuffle` are unchanged (`continuableEpoch` tells). That epoch's
+    /// logs then cover the remaining batches.
     @discardableResult
     public func fit(
         x: some ModelInput, y: some TargetConvertible,
@@ -106,13 +107,10 @@ extension Sequential {
         var batchX = Tensor<Float>(zeros: [0])
         var lastEpochLogs: [String: Float] = [:]
         stopTraining = false
-        // A model stopped inside epoch `initialEpoch` with the same batches per epoch
-        // continues that epoch at its next batch, with the same shuffle.
-        var resumed = epochPosition.flatMap { position in
-            position.epoch == initialEpoch && position.batchesPerEpoch == steps
-                && (position.shuffleGenerator != nil) == shuffle ? position : nil
-        }
-        epochPosition = nil
+        // A model stopped inside epoch `initialEpoch` with the same samples, batch size and
+        // shuffle setting continues that epoch at its next batch, with the same shuffle.
+        var resumed = continuableEpoch(trainingSamples: sampleCount, batchSize: batchSize, shuffle: shuffle)
+            .flatMap { $0.epoch == initialEpoch ? epochPosition : nil }
         interruption?.beginTraining()
         try callbackList.trainBegin()
 
@@ -125,6 +123,7 @@ extension Sequential {
                 generator = shuffleGenerator
             }
             resumed = nil
+            epochPosition = nil
             let epochStartGenerator = generator
             if shuffle {
                 // A fresh generator and order per epoch make each epoch's shuffle depend
@@ -154,8 +153,8 @@ extension Sequential {
                 seen += indices.count
                 epochPosition = step + 1 < steps
                     ? EpochPosition(
-                        epoch: epoch, completedBatches: step + 1, batchesPerEpoch: steps,
-                        shuffleGenerator: shuffle ? epochStartGenerator : nil)
+                        epoch: epoch, completedBatches: step + 1, batchesPerEpoch: steps, trainingSamples: sampleCount,
+                        batchSize: batchSize, shuffleGenerator: shuffle ? epochStartGenerator : nil)
                     : nil
                 let batchLogs = [("loss", Float(lossTotal / Double(seen)))] + metricLogs()
                 logger.batchEnded(step: step + 1, of: steps, logs: batchLogs)
@@ -178,7 +177,7 @@ extension Sequential {
                     x: validation.x, rows: validation.rows, y: validation.y, sampleWeight: validation.weights, batchSize: batchSize)
                 logs += validationLogs.map { ("val_" + $0.0, $0.1) }
             }
-            logger.endEpoch(steps: steps, trainingSeconds: trainingSeconds, logs: logs)
+            logger.endEpoch(steps: steps, stepsRun: steps - firstStep, trainingSeconds: trainingSeconds, logs: logs)
             history.append(epoch: epoch, logs: logs, seconds: Date().timeIntervalSince(epochStart))
             lastEpochLogs = logsDictionary(logs)
             try callbackList.epochEnd(epoch, logs: lastEpochLogs)

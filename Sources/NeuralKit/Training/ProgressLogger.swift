@@ -50,10 +50,12 @@ final class ProgressLogger {
     }
 
     /// Prints the epoch's closing line with training and validation logs.
-    func endEpoch(steps: Int, trainingSeconds: Double, logs: [(String, Float)]) {
+    /// Prints the end of an epoch of `steps` steps, of which `stepsRun` ran in this call
+    /// (fewer when training continued inside the epoch), which sets the time per step.
+    func endEpoch(steps: Int, stepsRun: Int, trainingSeconds: Double, logs: [(String, Float)]) {
         guard verbosity != .silent else { return }
         let total = Date().timeIntervalSince(epochStart)
-        let perStep = Int((trainingSeconds / Double(max(steps, 1)) * 1000).rounded())
+        let perStep = Int((trainingSeconds / Double(max(stepsRun, 1)) * 1000).rounded())
         let timing = "\(Int(total.rounded()))s \(perStep)ms/step"
         if verbosity == .progressBar {
             write("\r\(stepCounter(steps, steps)) \(bar(steps, steps)) \(timing)" + formatLogs(logs) + "\u{1B}[K\n")

@@ -43,13 +43,23 @@ public final class Sequential {
     var epochPosition: EpochPosition?
 
     /// The epoch that training stopped inside, with the batches it completed, or nil
-    /// when the last `fit` (or the saved model's) ended with a whole epoch. `fit` with
-    /// `initialEpoch` set to this epoch continues at its next batch.
+    /// when the last `fit` (or the saved model's) ended with a whole epoch.
     public var unfinishedEpoch: TrainingInterruption.StopPoint? {
         epochPosition.map {
             TrainingInterruption.StopPoint(
                 epoch: $0.epoch, completedBatches: $0.completedBatches, batchesPerEpoch: $0.batchesPerEpoch)
         }
+    }
+
+    /// Returns `unfinishedEpoch` when `fit` would continue it at its next batch: for
+    /// `trainingSamples` samples (after the validation split), `batchSize` and
+    /// `shuffle` as in the stopped run, and `initialEpoch` equal to its epoch.
+    /// Otherwise nil, and `fit` starts its first epoch from the first batch.
+    public func continuableEpoch(trainingSamples: Int, batchSize: Int, shuffle: Bool = true) -> TrainingInterruption.StopPoint? {
+        guard let position = epochPosition, position.trainingSamples == trainingSamples,
+            position.batchSize == min(batchSize, trainingSamples), (position.shuffleGenerator != nil) == shuffle
+        else { return nil }
+        return unfinishedEpoch
     }
 
     /// - Parameters:
@@ -295,6 +305,10 @@ struct EpochPosition {
     /// Batches of `epoch` already trained, from 1 to `batchesPerEpoch - 1`.
     var completedBatches: Int
     var batchesPerEpoch: Int
+    /// The training samples of the epoch, after the validation split.
+    var trainingSamples: Int
+    /// The batch size that `fit` used, at most `trainingSamples`.
+    var batchSize: Int
     /// The model's generator at the start of `epoch`, before the shuffle drew from it;
     /// nil when `fit` did not shuffle.
     var shuffleGenerator: SeededGenerator?
