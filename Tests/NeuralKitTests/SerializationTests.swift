@@ -364,6 +364,17 @@ private final class Identity: Layer {
         #expect(error?.reason == "file not found")
     }
 
+    @Test func generatorStateNeedsLowercaseHexadecimal() {
+        let valid = ["b071a4f1b3e6e028", "1d387874ab1451d2", "80da027c220bdd9d", "237c223490d2c6ed"]
+        #expect(SeededGenerator(stateRecord: valid)?.stateRecord == valid)
+        let uppercase = ["B071A4F1B3E6E028"] + valid.dropFirst()
+        #expect(SeededGenerator(stateRecord: uppercase) == nil)
+        let signed = ["+071a4f1b3e6e028"] + valid.dropFirst()
+        #expect(SeededGenerator(stateRecord: signed) == nil)
+        #expect(SeededGenerator(stateRecord: Array(valid.dropFirst())) == nil)
+        #expect(SeededGenerator(stateRecord: Array(repeating: "0000000000000000", count: 4)) == nil)
+    }
+
     @Test func folderRejected() throws {
         let folder = try makeTemporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }

@@ -13,7 +13,10 @@ extension SeededGenerator {
     /// Restores a generator from `stateRecord`'s strings. Returns nil for a malformed
     /// record or the all-zero state.
     init?(stateRecord record: [String]) {
-        let words = record.compactMap { $0.count == 16 ? UInt64($0, radix: 16) : nil }
+        // Exactly 16 lowercase hexadecimal digits, as written; UInt64(_:radix:) alone
+        // would also take uppercase digits and a sign.
+        let digits = Set("0123456789abcdef")
+        let words = record.compactMap { $0.count == 16 && $0.allSatisfy(digits.contains) ? UInt64($0, radix: 16) : nil }
         guard words.count == 4, record.count == 4 else { return nil }
         self.init(stateWords: words)
     }
