@@ -2,7 +2,7 @@ import Foundation
 import NeuralKit
 
 let predictUsage = """
-    Usage: neuralkit predict --model FILE [--json] [--top K] IMAGE...
+    Usage: neuralkit predict --model FILE [--json] [--top K] [--framing auto|mnist|none] IMAGE...
 
     Loads a model saved with Sequential.save(to:) and prints, for each input image, the
     predicted class and the K most likely classes with their probabilities.
@@ -10,14 +10,22 @@ let predictUsage = """
     Each IMAGE is a PNG file of any size and colour type, or an IDX file of images such as
     t10k-images-idx3-ubyte.gz, in which every image is one input. PNG images are converted
     to gray, inverted when their border is mostly light (MNIST digits are white on black),
-    and scaled to the model's input height and width by area averaging. IDX images are
-    divided by 255 and, when their size differs from the model's, scaled the same way.
+    then framed or scaled to the model's input height and width (see --framing). IDX
+    images are divided by 255 and, when their size differs from the model's, scaled to it
+    by area averaging.
 
     Options:
       --model FILE            the saved model (required); its input must be (height, width, 1)
       --top K                 how many of the most likely classes to list per image, at least 1;
                               at most the number of classes are listed (default: 3)
       --json                  print one JSON document instead of one line per image
+      --framing auto|mnist|none
+                              mnist: frame each PNG digit as MNIST framed its digits:
+                              crop to the strokes, scale by area averaging so that the
+                              longer side spans 20/28 of the input, and centre the strokes'
+                              centre of mass; none: scale the whole PNG image by area
+                              averaging; auto: mnist for models with 28x28x1 inputs, none
+                              for others (default: auto)
       -h, --help              show this help
     """
 
@@ -26,6 +34,8 @@ struct PredictSettings {
     var imageFiles: [URL]
     var top: Int
     var json: Bool
+    /// `auto`, `mnist` or `none`, as --framing takes.
+    var framing = "auto"
 }
 
 /// One input's result: the file, the image's position in it, and the classes by probability.
@@ -36,11 +46,14 @@ struct ImagePrediction: Encodable {
     var format: String
     /// Whether the image was inverted because its border is mostly light.
     var inverted: Bool
+    /// Whether the image was cropped and centred as MNIST digits are; false for IDX
+    /// images, without MNIST framing, and for a PNG image without strokes.
+    var framed: Bool
     var predictedClass: Int
     var top: [ClassProbability]
 
     enum CodingKeys: String, CodingKey {
-        case file, index, format, inverted, predictedClass = "class", top
+        case file, index, format, inverted, framed, predictedClass = "class", top
     }
 }
 
@@ -91,7 +104,7 @@ func runPredictCommand(_ arguments: [String]) -> Int32 {
 
 /// Separates the options from the image paths. Everything after `--` is an image path.
 func parsePredictSettings(_ arguments: [String]) throws -> PredictSettings {
-    let valued: Set<String> = ["model", "top"]
+    let valued: Set<String> = ["model", "top", "framing"]
     var optionArguments: [String] = []
     var images: [String] = []
     var index = 0
@@ -122,7 +135,8 @@ func parsePredictSettings(_ arguments: [String]) throws -> PredictSettings {
     }
     return PredictSettings(
         modelFile: URL(fileURLWithPath: model), imageFiles: images.map { URL(fileURLWithPath: $0) },
-        top: try options.integer("top", default: 3, range: 1...Int.max), json: options.has("json"))
+        top: try options.integer("top", default: 3, range: 1...Int.max), json: options.has("json"),
+        framing: try options.choice("framing", default: "auto", choices: ["auto", "mnist", "none"]))
 }
 
 func predictImages(_ settings: PredictSettings) throws -> PredictionReport {
@@ -165,20 +179,19 @@ func predictImages(_ settings: PredictSettings) throws -> PredictionReport {
         throw ImageReadErrors(messages: failures)
     }
 
+    let framesDigits = settings.framing == "mnist" || (settings.framing == "auto" && inputShape == [28, 28, 1])
     var predictions: [ImagePrediction] = []
     var prepared: [GrayscaleImage] = []
     for file in files {
         for (index, image) in file.images.enumerated() {
-            // NOTE: MNIST digits are also centred by their centre of mass in a 20x20 box
-            // of the 28x28 frame. No cropping or centring happens here, so a digit that
-            // fills its PNG appears larger than the training digits did.
             let inverted = file.format == .png && image.hasLightBorder
             let oriented = inverted ? image.inverted() : image
-            prepared.append(oriented.resized(width: width, height: height))
+            let framed = file.format == .png && framesDigits ? oriented.framedLikeMNIST(width: width, height: height) : nil
+            prepared.append(framed ?? oriented.resized(width: width, height: height))
             predictions.append(
                 ImagePrediction(
                     file: file.url.relativePath, index: index, format: file.format.rawValue, inverted: inverted,
-                    predictedClass: 0, top: []))
+                    framed: framed != nil, predictedClass: 0, top: []))
         }
     }
 

@@ -107,6 +107,23 @@ struct PredictFixture {
         }
     }
 
+    @Test func framingAppliesToPNGsOnly() throws {
+        for (framing, framesPNG) in [("auto", false), ("mnist", true), ("none", false)] {
+            let result = try runNeuralKit(
+                ["predict", "--json", "--framing", framing, "--model", fixture.model.path, fixture.lightDisc.path, fixture.idx.path])
+            #expect(result.status == 0, "\(result.error)")
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+            let predictions = try #require(document["predictions"] as? [[String: Any]])
+            #expect(predictions.map { $0["framed"] as? Bool } == [framesPNG, false, false, false], "--framing \(framing)")
+        }
+    }
+
+    @Test func framingRejectsUnknownValue() throws {
+        let result = try runNeuralKit(["predict", "--framing", "centre", "--model", fixture.model.path, fixture.lightDisc.path])
+        #expect(result.status == 2)
+        #expect(result.error.contains("--framing"), "\(result.error)")
+    }
+
     @Test func topOptionSetsListLength() throws {
         let one = try runNeuralKit(["predict", "--model", fixture.model.path, "--top", "1", fixture.lightDisc.path])
         #expect(one.status == 0, "\(one.error)")

@@ -230,6 +230,39 @@ func syntheticHistory(epochs: Int, offset: Float) -> History {
         #expect(widened.pixels.map { ($0 * 1000).rounded() / 1000 } == [0, 0.5, 1])
     }
 
+    @Test func framingCropsScalesAndCentres() throws {
+        // A 10 x 40 bar near the corner of a 100 x 120 image.
+        var pixels = [Float](repeating: 0, count: 100 * 120)
+        for y in 3..<43 {
+            for x in 5..<15 { pixels[y * 100 + x] = 1 }
+        }
+        let image = GrayscaleImage(width: 100, height: 120, pixels: pixels)
+        let framed = try #require(image.framedLikeMNIST(width: 28, height: 28))
+        #expect(framed.width == 28)
+        #expect(framed.height == 28)
+
+        // Scaled to 5 x 20, keeping the aspect ratio, and placed at the centre.
+        let lit = (0..<28).flatMap { y in (0..<28).map { x in (x, y) } }.filter { framed[$0.0, $0.1] > 0.5 }
+        #expect(Set(lit.map(\.0)) == Set(12..<17))
+        #expect(Set(lit.map(\.1)) == Set(4..<24))
+        #expect(framed.pixels.reduce(0, +) == 100)
+    }
+
+    @Test func framingKeepsDigitInsideFrame() throws {
+        // Mass on one end of an L shape pulls the centre of mass; the box still fits.
+        var pixels = [Float](repeating: 0, count: 60 * 60)
+        for x in 0..<60 { pixels[59 * 60 + x] = 1 }
+        for y in 0..<60 { pixels[y * 60] = 1 }
+        let framed = try #require(GrayscaleImage(width: 60, height: 60, pixels: pixels).framedLikeMNIST(width: 28, height: 28))
+        let total = framed.pixels.reduce(0, +)
+        #expect(abs(total - 119 * Float(20 * 20) / Float(60 * 60)) < 0.01, "no mass cut off: \(total)")
+    }
+
+    @Test func framingBlankImageGivesNil() {
+        let blank = GrayscaleImage(width: 5, height: 5, pixels: [Float](repeating: 0.1, count: 25))
+        #expect(blank.framedLikeMNIST(width: 28, height: 28) == nil)
+    }
+
     @Test func lightBorderDetectedAndInverted() {
         var pixels = [Float](repeating: 1, count: 25)
         pixels[12] = 0

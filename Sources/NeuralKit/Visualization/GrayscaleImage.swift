@@ -70,6 +70,64 @@ public struct GrayscaleImage: Sendable, Equatable {
     }
 }
 
+extension GrayscaleImage {
+    /// Frames a light-on-dark digit the way MNIST framed its digits. The image is cropped
+    /// to the pixels above `threshold`, and the crop is scaled, keeping its aspect ratio,
+    /// so that its longer side spans 20/28 of the frame's shorter side. The crop is then
+    /// placed with its centre of mass at the frame's centre, moved inward if it would
+    /// stick out.
+    ///
+    /// - Returns: the framed image, or nil when no pixel exceeds `threshold`.
+    /// - Precondition: `width` and `height` are positive.
+    public func framedLikeMNIST(width frameWidth: Int, height frameHeight: Int, threshold: Float = 0.2) -> GrayscaleImage? {
+        checkPrecondition(frameWidth > 0 && frameHeight > 0, "frame size must be positive, got \(frameWidth)x\(frameHeight)")
+        var (left, right, top, bottom) = (width, -1, height, -1)
+        for y in 0..<height {
+            for x in 0..<width where self[x, y] > threshold {
+                left = min(left, x)
+                right = max(right, x)
+                top = min(top, y)
+                bottom = max(bottom, y)
+            }
+        }
+        guard right >= 0 else { return nil }
+
+        let boxWidth = right - left + 1
+        let boxHeight = bottom - top + 1
+        var cropped: [Float] = []
+        cropped.reserveCapacity(boxWidth * boxHeight)
+        for y in top...bottom { cropped += pixels[(y * width + left)...(y * width + right)] }
+        let box = GrayscaleImage(width: boxWidth, height: boxHeight, pixels: cropped)
+
+        let longest = max(1, Int((Double(min(frameWidth, frameHeight)) * 20 / 28).rounded()))
+        let scale = Double(longest) / Double(max(boxWidth, boxHeight))
+        let scaled = box.resized(
+            width: max(1, Int((Double(boxWidth) * scale).rounded())), height: max(1, Int((Double(boxHeight) * scale).rounded())))
+
+        var (mass, massX, massY) = (0.0, 0.0, 0.0)
+        for y in 0..<scaled.height {
+            for x in 0..<scaled.width {
+                let value = Double(scaled[x, y])
+                mass += value
+                massX += value * (Double(x) + 0.5)
+                massY += value * (Double(y) + 0.5)
+            }
+        }
+        let centreX = mass > 0 ? massX / mass : Double(scaled.width) / 2
+        let centreY = mass > 0 ? massY / mass : Double(scaled.height) / 2
+        let offsetX = min(max(Int((Double(frameWidth) / 2 - centreX).rounded()), 0), max(0, frameWidth - scaled.width))
+        let offsetY = min(max(Int((Double(frameHeight) / 2 - centreY).rounded()), 0), max(0, frameHeight - scaled.height))
+
+        var framed = [Float](repeating: 0, count: frameWidth * frameHeight)
+        for y in 0..<min(scaled.height, frameHeight) {
+            for x in 0..<min(scaled.width, frameWidth) {
+                framed[(offsetY + y) * frameWidth + offsetX + x] = scaled[x, y]
+            }
+        }
+        return GrayscaleImage(width: frameWidth, height: frameHeight, pixels: framed)
+    }
+}
+
 /// For each of `outputCount` output pixels along one axis, the input pixels it covers and
 /// their weights, which sum to 1.
 private func areaWeights(from inputCount: Int, to outputCount: Int) -> [[(Int, Float)]] {
