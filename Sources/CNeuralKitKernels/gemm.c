@@ -8,6 +8,7 @@
 // from run to run.
 
 #include "nk_kernels.h"
+#include "lanes.h"
 
 #if !defined(__x86_64__)
 
@@ -42,8 +43,8 @@ enum {
     NC = 512,  // columns of op(b) packed at once (a multiple of NR)
 };
 
-// A pair of bfloat16 values read or written as one 32-bit word. may_alias tells the
-// compiler that such a word overlaps the 16-bit values it is made of.
+// A pair of bfloat16 values read or written as one 32-bit word. may_alias lets such a
+// word overlap the 16-bit values it is made of without breaking C's aliasing rules.
 typedef uint32_t __attribute__((may_alias)) bfloat16_pair;
 
 // MARK: - CPU features
@@ -108,7 +109,7 @@ static void store_tile(const float *tile, float *c, long ldc, long rows, long co
         float *row = c + r * ldc;
         for (long j = 0; j < columns; j += 16) {
             long remaining = columns - j;
-            __mmask16 mask = remaining >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << remaining) - 1);
+            __mmask16 mask = first_lanes(remaining);
             __m512 product = _mm512_mul_ps(alpha_vector, _mm512_loadu_ps(tile + r * NR + j));
             __m512 result;
             if (accumulate) {
@@ -137,8 +138,8 @@ typedef struct {
     int relu;
 } epilogue;
 
-// Writes a tile of sums to c as `mode` says, then finishes it with `finish` unless the
-// mode is TILE; with TILE, c is the MR x NR buffer.
+// Writes a tile of sums to c in the given `mode`, then finishes it with `finish` unless
+// the mode is TILE. With TILE, c is the MR x NR buffer.
 __attribute__((target("avx512f"), always_inline))
 static inline void store_sums(__m512 sums[MR][2], float *c, long ldc, int mode, epilogue finish) {
     if (mode == TILE) ldc = NR;
@@ -185,8 +186,8 @@ static void finish_tile(float *c, long ldc, long rows, long columns, epilogue fi
 // MARK: - float32
 
 // Packs rows [i0, i0 + rows) x depth [p0, p0 + depth) of op(a) into panels of MR rows.
-// Untransposed a keeps each panel row-major (a row every KC values); transposed a
-// stores a panel depth-major (MR values per depth step), which reads a contiguously.
+// Untransposed a keeps each panel row-major, a row every KC values. Transposed a stores
+// a panel depth-major, MR values per depth step, so that packing reads a contiguously.
 __attribute__((target("avx512f")))
 static void pack_a_f32(const float *a, long lda, int transpose, long i0, long rows, long p0, long depth, float *packed) {
     for (long panel = 0; panel * MR < rows; panel++) {
@@ -202,10 +203,10 @@ static void pack_a_f32(const float *a, long lda, int transpose, long i0, long ro
                 }
             }
         } else {
-            __mmask16 lanes = (__mmask16)((1u << valid) - 1);
+            __mmask16 lanes = first_lanes(valid);
             for (long p = 0; p < depth; p++) {
                 __m512 values = _mm512_maskz_loadu_ps(lanes, a + (p0 + p) * lda + first);
-                _mm512_mask_storeu_ps(out + p * MR, (__mmask16)((1u << MR) - 1), values);
+                _mm512_mask_storeu_ps(out + p * MR, first_lanes(MR), values);
             }
         }
     }
@@ -225,7 +226,7 @@ static void pack_b_f32(const float *b, long ldb, int transpose, long p0, long de
                 const float *source = b + (p0 + p) * ldb + first;
                 for (long half = 0; half < NR / 16; half++) {
                     long count = valid - half * 16;
-                    __mmask16 lanes = count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? 0 : (__mmask16)((1u << count) - 1);
+                    __mmask16 lanes = first_lanes(count);
                     _mm512_store_ps(row + half * 16, _mm512_maskz_loadu_ps(lanes, source + half * 16));
                 }
             } else {
@@ -313,7 +314,7 @@ static void pack_a_bf16(const float *a, long lda, int transpose, long i0, long r
                 }
             }
         } else {
-            __mmask16 lanes = (__mmask16)((1u << valid) - 1);
+            __mmask16 lanes = first_lanes(valid);
             for (long q = 0; q < pairs; q++) {
                 const float *even = a + (p0 + 2 * q) * lda + first;
                 __m512 odd = 2 * q + 1 < depth ? _mm512_maskz_loadu_ps(lanes, even + lda) : _mm512_setzero_ps();
@@ -339,7 +340,7 @@ static void pack_b_bf16(const float *b, long ldb, int transpose, long p0, long d
                 const float *even = b + (p0 + 2 * q) * ldb + first;
                 for (long half = 0; half < NR / 16; half++) {
                     long count = valid - half * 16;
-                    __mmask16 lanes = count >= 16 ? (__mmask16)0xFFFF : count <= 0 ? 0 : (__mmask16)((1u << count) - 1);
+                    __mmask16 lanes = first_lanes(count);
                     __m512 odd = 2 * q + 1 < depth ? _mm512_maskz_loadu_ps(lanes, even + ldb + half * 16)
                                                    : _mm512_setzero_ps();
                     __m512i pair = interleave_bfloat16(_mm512_maskz_loadu_ps(lanes, even + half * 16), odd);
@@ -403,7 +404,7 @@ static int gemm(nk_precision precision, int transpose_a, int transpose_b, long m
     float tile[MR * NR] __attribute__((aligned(64)));
 
     if (k <= 0 || alpha == 0) {
-        // No products, as in BLAS: c = beta * c, with 0 * c giving 0 even where c holds NaN.
+        // No products, as in BLAS: c = beta * c, with 0 * c giving 0 even where c contains NaN.
         memset(tile, 0, sizeof tile);
         for (long i = 0; i < m; i += MR) {
             for (long j = 0; j < n; j += NR) {
@@ -445,7 +446,8 @@ static int gemm(nk_precision precision, int transpose_a, int transpose_b, long m
                         long tile_columns = columns - jr < NR ? columns - jr : NR;
                         float *target = c + (i0 + ir) * ldc + j0 + jr;
                         int full = plain && tile_rows == MR && tile_columns == NR;
-                        int mode = !full ? TILE : accumulate || beta == 1 ? ADD : WRITE;
+                        int mode = TILE;
+                        if (full) mode = accumulate || beta == 1 ? ADD : WRITE;
                         float *destination = mode == TILE ? tile : target;
                         epilogue finish = {NULL, 0};
                         if (is_last) finish = (epilogue){last.bias ? last.bias + j0 + jr : NULL, last.relu};

@@ -1,4 +1,5 @@
 #include "nk_kernels.h"
+#include "lanes.h"
 
 #include <string.h>
 
@@ -73,7 +74,7 @@ static inline void copy_with_avx512(float *destination, const float *source, lon
     long index = 0;
     for (; index + 16 <= count; index += 16) _mm512_storeu_ps(destination + index, _mm512_loadu_ps(source + index));
     if (index < count) {
-        const __mmask16 lanes = (__mmask16)((1u << (count - index)) - 1);
+        const __mmask16 lanes = first_lanes(count - index);
         _mm512_mask_storeu_ps(destination + index, lanes, _mm512_maskz_loadu_ps(lanes, source + index));
     }
 }
@@ -270,10 +271,10 @@ static void max_pool_backward_generic(const float *output_gradient, const int32_
 }
 
 #if defined(__x86_64__)
-// The same result for windows that neither overlap nor reach into padding and channels a
-// multiple of 16: each input position lies in at most one window, so every input
-// gradient is written once, as the output gradient where the argmax points at it and 0
-// elsewhere, with no separate zeroing pass.
+// The same result as the generic version, for windows that neither overlap nor reach
+// into padding and for channels a multiple of 16. Each input position then lies in at
+// most one window, so every input gradient is written once, with no zeroing pass: the
+// output gradient where the argmax points at it, and 0 elsewhere.
 __attribute__((target("avx512f")))
 static void max_pool_backward_tiled(const float *output_gradient, const int32_t *argmax, const nk_geometry *g,
                                     long first, long end, float *input_gradient) {
@@ -412,7 +413,7 @@ static void dropout_block_avx512(const float *input, float *mask, float *output,
         s3 = _mm512_rol_epi64(s3, 45);
 
         const long remaining = end - i;
-        const __mmask16 lanes = remaining >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << remaining) - 1);
+        const __mmask16 lanes = first_lanes(remaining);
         const __mmask16 keep = _mm512_cmp_epu32_mask(bits, limit, _MM_CMPINT_NLT);
         const __m512 values = _mm512_maskz_mov_ps(keep, kept_scale);
         _mm512_mask_storeu_ps(mask + i, lanes, values);
@@ -456,17 +457,18 @@ void nk_add_bias_relu(float *values, long rows, long columns, const float *bias,
     }
 }
 
-// One row block of nk_relu_backward with its column sums kept in `sums`, which
-// aliases nothing else, so the loops vectorize.
-static void relu_backward_rows(const float *restrict g, const float *restrict y, float *restrict out, long rows,
-                               long columns, int relu, float *restrict sums) {
+// One block of up to LOCAL columns of nk_relu_backward, rows `stride` floats apart,
+// with the column sums in `sums`, a local array that aliases nothing, so the loop
+// vectorizes. `out` may be `g`: each element is read before it is written.
+static void relu_backward_block(const float *g, const float *y, float *out, long rows, long columns, long stride,
+                                int relu, float *restrict sums) {
     for (long r = 0; r < rows; r++) {
-        const float *restrict gr = g + r * columns;
-        const float *restrict yr = y + r * columns;
-        float *restrict outr = out + r * columns;
+        const float *gr = g + r * stride;
+        const float *yr = y + r * stride;
+        float *outr = out + r * stride;
         if (relu) {
             for (long c = 0; c < columns; c++) {
-                // Both loads up front, so the select needs no branch and the loop vectorizes.
+                // Both loads up front, so the select needs no branch.
                 const float gradient = gr[c];
                 const float value = yr[c] > 0 ? gradient : 0;
                 outr[c] = value;
@@ -474,8 +476,9 @@ static void relu_backward_rows(const float *restrict g, const float *restrict y,
             }
         } else {
             for (long c = 0; c < columns; c++) {
-                outr[c] = gr[c];
-                sums[c] += gr[c];
+                const float gradient = gr[c];
+                outr[c] = gradient;
+                sums[c] += gradient;
             }
         }
     }
@@ -483,31 +486,12 @@ static void relu_backward_rows(const float *restrict g, const float *restrict y,
 
 void nk_relu_backward(const float *output_gradient, const float *output, float *result, long rows, long columns, int relu,
                       float *column_sums) {
-    if (!relu && result == output_gradient) {
-        // Only the sums are left to do.
-        if (!column_sums) return;
-        for (long r = 0; r < rows; r++) {
-            for (long c = 0; c < columns; c++) column_sums[c] += result[r * columns + c];
-        }
-        return;
-    }
-    // The sums of a narrow layer stay in a local array; wide ones add into column_sums
-    // after a separate pass, in the same row order.
     enum { LOCAL = 256 };
-    float local[LOCAL];
-    if (columns <= LOCAL && result != output_gradient) {
-        for (long c = 0; c < columns; c++) local[c] = column_sums ? column_sums[c] : 0;
-        relu_backward_rows(output_gradient, output, result, rows, columns, relu, local);
-        if (column_sums) memcpy(column_sums, local, sizeof(float) * columns);
-        return;
-    }
-    for (long r = 0; r < rows; r++) {
-        const float *g = output_gradient + r * columns;
-        const float *y = output + r * columns;
-        float *out = result + r * columns;
-        for (long c = 0; c < columns; c++) out[c] = !relu || y[c] > 0 ? g[c] : 0;
-        if (column_sums) {
-            for (long c = 0; c < columns; c++) column_sums[c] += out[c];
-        }
+    float sums[LOCAL];
+    for (long first = 0; first < columns; first += LOCAL) {
+        const long width = columns - first < LOCAL ? columns - first : LOCAL;
+        for (long c = 0; c < width; c++) sums[c] = column_sums ? column_sums[first + c] : 0;
+        relu_backward_block(output_gradient + first, output + first, result + first, rows, width, columns, relu, sums);
+        if (column_sums) memcpy(column_sums + first, sums, sizeof(float) * width);
     }
 }
