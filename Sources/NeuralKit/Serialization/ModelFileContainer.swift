@@ -70,12 +70,12 @@ enum ModelFileContainer {
         }
 
         let version = readLittleEndian(UInt32.self, bytes, at: 8)
-        guard version != 0 else { throw invalid("invalid format version 0; no NeuralKit writes it, so the file is corrupt") }
+        guard version != 0 else { throw invalid("invalid format version 0; no NeuralKit writes it, so the file is corrupt. Save the model again or use another copy") }
         guard version <= formatVersion else {
             // A newer format may lay out its file differently, but a bit flip in the version
             // of a file of this format leaves a CRC-32 trailer that no longer matches.
-            let checksumOffset = bytes.count - checksumSize
-            let trailerMatches = readLittleEndian(UInt32.self, bytes, at: checksumOffset) == crc32(of: bytes[..<checksumOffset])
+            let trailer = trailerChecksums(of: bytes)
+            let trailerMatches = trailer.stored == trailer.computed
             throw invalid(
                 "format version \(version) is newer than version \(formatVersion), the newest this NeuralKit reads; "
                     + "load the file with a newer NeuralKit"
@@ -110,8 +110,7 @@ enum ModelFileContainer {
         }
 
         let checksumOffset = bytes.count - checksumSize
-        let storedChecksum = readLittleEndian(UInt32.self, bytes, at: checksumOffset)
-        let computedChecksum = crc32(of: bytes[..<checksumOffset])
+        let (storedChecksum, computedChecksum) = trailerChecksums(of: bytes)
         guard storedChecksum == computedChecksum else {
             throw invalid(
                 "checksum mismatch: the file stores CRC-32 \(hex32(storedChecksum)), but its contents give \(hex32(computedChecksum)); "
@@ -125,6 +124,13 @@ enum ModelFileContainer {
             bytes[headerStart..<dataStart],
             bytes[dataStart..<checksumOffset]
         )
+    }
+
+    /// Returns the CRC-32 stored in the last 4 bytes of `bytes` and the CRC-32 of the
+    /// bytes before it.
+    private static func trailerChecksums(of bytes: [UInt8]) -> (stored: UInt32, computed: UInt32) {
+        let checksumOffset = bytes.count - checksumSize
+        return (readLittleEndian(UInt32.self, bytes, at: checksumOffset), crc32(of: bytes[..<checksumOffset]))
     }
 
     /// Computes zlib's CRC-32, the ISO-HDLC checksum that gzip and PNG also use.
