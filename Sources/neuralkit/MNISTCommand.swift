@@ -257,7 +257,7 @@ func dataFolderOption(_ options: CommandLineOptions) throws -> URL {
 }
 
 /// Throws `MNISTTrainingInterrupted` if Ctrl-C was pressed, naming what was running and,
-/// when training had finished, the checkpoint that holds the trained model.
+/// when training had finished, the checkpoint that contains the trained model.
 func stopIfInterrupted(_ interruption: TrainingInterruption, while activity: String, savedIn checkpoint: String? = nil) throws {
     guard interruption.isRequested else { return }
     if let checkpoint {

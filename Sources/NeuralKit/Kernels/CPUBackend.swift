@@ -22,7 +22,7 @@ enum MatrixKernel: Equatable {
     /// NeuralKit's AVX-512 kernels, float32 or bfloat16.
     case native(ComputePrecision)
 
-    /// The fastest kernel for `precision` on this CPU, or nil when the CPU cannot run it.
+    /// Returns the fastest kernel for `precision` on this CPU, or nil when the CPU cannot run it.
     static func best(for precision: ComputePrecision) -> MatrixKernel? {
         switch precision {
         case .float32: return nk_gemm_supported(NK_PRECISION_FLOAT32) != 0 ? .native(.float32) : .openBLAS
@@ -95,7 +95,7 @@ public final class CPUBackend: Backend {
         openblas_set_num_threads(1)
     }
 
-    /// Whether this CPU can run matrix products in `precision`.
+    /// Returns whether this CPU can run matrix products in `precision`.
     public static func supports(_ precision: ComputePrecision) -> Bool {
         MatrixKernel.best(for: precision) != nil
     }
@@ -391,7 +391,8 @@ final class ThreadScratch {
     }
 }
 
-let outOfPackingMemory = "out of memory for the matrix product's packing buffers (about 800 KB per thread)"
+let outOfPackingMemory =
+    "out of memory for the matrix product's packing buffers (about 800 KB per thread); free memory or use fewer threads"
 
 extension ComputePrecision {
     /// The same precision in the C kernels' enum.

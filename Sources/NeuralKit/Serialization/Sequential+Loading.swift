@@ -51,7 +51,7 @@ extension Sequential {
                     "invalid epoch position: epoch \(position.epoch), \(position.completedBatches) of "
                         + "\(position.batchesPerEpoch) batches of \(batchSize) from \(position.trainingSamples) samples; "
                         + "expected a non-negative epoch, from 1 to one less than the batches per epoch, and batches "
-                        + "that cover the samples")
+                        + "that cover the samples. The file is corrupt, so use another checkpoint")
             }
             model.epochPosition = EpochPosition(
                 epoch: position.epoch, completedBatches: position.completedBatches, batchesPerEpoch: position.batchesPerEpoch,

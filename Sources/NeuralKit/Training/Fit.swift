@@ -37,7 +37,7 @@ extension Sequential {
     /// run, on the same machine and thread count. A model saved inside epoch `e`, after
     /// an interruption or `stopTraining`, records the batches done. With `initialEpoch:
     /// e` it continues at the next batch, also bit for bit, when the training samples,
-    /// batch size and `shuffle` are unchanged (`continuableEpoch` tells). That epoch's
+    /// batch size and `shuffle` are unchanged (see `continuableEpoch`). That epoch's
     /// logs then cover the remaining batches.
     @discardableResult
     public func fit(
